@@ -1,0 +1,3 @@
+from quotad.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,189 @@
+"""The `quotad` command. Exit codes: 0 success, 1 runtime failure, 2 bad usage or bad configuration."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import os
+import sys
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+from quotad import __version__
+from quotad.config.load import Loaded, load
+from quotad.errors import ConfigError, QuotadError
+from quotad.meters.feed import counters, to_jsonl
+from quotad.replay import replay
+from quotad.schedule.calendar import Calendar
+from quotad.schedule.rota import DaySchedule, Plan
+from quotad.tables import render
+
+__all__ = ["main"]
+
+log = logging.getLogger("quotad")
+_WEEKDAYS_ZH = "一二三四五六日"
+_DEFAULT_CONFIG = "/etc/quotad/quotad.toml"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="quotad", description="Enforces a township's electricity quota plan.")
+    parser.add_argument("--version", action="version", version=f"quotad {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def with_config(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument(
+            "-c", "--config", type=Path, default=Path(os.environ.get("QUOTAD_CONFIG", _DEFAULT_CONFIG)),
+            help=f"the daemon file, or a policy file on its own (default: $QUOTAD_CONFIG or {_DEFAULT_CONFIG})",
+        )  # fmt: skip
+        return p
+
+    with_config("check-config", "validate the daemon file and the policy file; list every problem")
+    p = with_config("schedule", "the rota as a table: who runs, who is off, who is cut off, each day")
+    p.add_argument(
+        "--from", dest="start", type=dt.date.fromisoformat, help="first day (default: today, or the control start)"
+    )
+    p.add_argument("--days", type=int, default=7, help="number of days (default 7)")
+    p.add_argument("--json", action="store_true", help="JSON for machines")
+    p = with_config("replay", "run the rules over recorded readings; alerts as JSONL on stdout")
+    p.add_argument("readings", type=Path, help="readings: JSONL, or CSV with a header when the name ends in .csv")
+    p.add_argument("--format", choices=("jsonl", "text"), default="jsonl", help="jsonl (default) or readable text")
+    p = with_config("feed", "a simulated feed of the policy's meters (JSONL readings), for replay and benchmarks")
+    p.add_argument("--from", dest="start", type=dt.date.fromisoformat, required=True, help="first local day")
+    p.add_argument("--days", type=int, default=1, help="number of days (default 1)")
+    p.add_argument("--step", type=int, default=60, help="seconds between readings (default 60)")
+    p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "check-config":
+            return _check_config(args.config)
+        loaded = load(args.config)
+        if args.command == "schedule":
+            return _schedule(loaded, args.start, args.days, args.json)
+        if args.command == "replay":
+            return _replay(loaded, args.readings, args.format == "text")
+        if args.command == "feed":
+            return _feed(loaded, args.start, args.days, args.step, args.seed)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 2
+    except QuotadError as exc:
+        print(f"quotad: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        sys.stderr.close()  # output piped into `head`: not an error
+        return 0
+    return 2
+
+
+def _check_config(path: Path) -> int:
+    try:
+        loaded = load(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem)
+        print(f"{len(exc.problems)} problem(s) found", file=sys.stderr)
+        return 2
+    print(summary(loaded))
+    return 0
+
+
+def summary(loaded: Loaded) -> str:
+    policy = loaded.policy
+    kinds = Counter(f.kind for f in policy.firms)
+    sources = Counter("Modbus" if m.modbus else "MQTT" for m in policy.meters)
+    parts = [
+        f"1 township ({policy.township.id})",
+        f"{kinds['large']} large firms",
+        f"{kinds['general']} general firms",
+        f"{kinds['workshop']} workshops",
+        f"{len(policy.meters)} meters ({sources['Modbus']} Modbus, {sources['MQTT']} MQTT)",
+    ]
+    files = f"{loaded.daemon_path} + {loaded.policy_path}" if loaded.daemon_path else str(loaded.policy_path)
+    return f"{files}: ok: {', '.join(parts)}; control {policy.control.start}..{policy.control.end}"
+
+
+def _schedule(loaded: Loaded, start: dt.date | None, days: int, as_json: bool) -> int:
+    if days < 1:
+        print("quotad schedule: --days must be at least 1", file=sys.stderr)
+        return 2
+    policy, plan = loaded.policy, Plan(loaded.policy)
+    if start is None:
+        today = dt.datetime.now(policy.township.tz).date()
+        start = today if today in plan.control else policy.control.start
+    table = [plan.day(start + dt.timedelta(days=k)) for k in range(days)]
+    if as_json:
+        print(json.dumps([_day_json(d) for d in table], ensure_ascii=False, indent=2))
+    else:
+        print(_day_table(loaded, table))
+    return 0
+
+
+def _day_json(d: DaySchedule) -> dict[str, object]:
+    return {
+        "day": d.day.isoformat(),
+        "weekday": d.day.isoweekday(),
+        "in_control": d.in_control,
+        "phase": d.phase,
+        "cap_kwh": d.cap_kwh,
+        "running_groups": list(d.running_groups),
+        "off_groups": list(d.off_groups),
+        "resting_workshops": list(d.resting_workshops),
+        "cut_off_firms": list(d.cut_off_firms),
+        "residents_experience": d.residents_hours,
+    }
+
+
+def _day_table(loaded: Loaded, table: list[DaySchedule]) -> str:
+    policy = loaded.policy
+    groups = {g.id: g.name for g in policy.groups}
+    firms = {f.id: f.name for f in policy.firms}
+
+    def names(ids: Sequence[str], known: dict[str, str]) -> str:
+        return "、".join(known.get(i, i) for i in ids) or "—"
+
+    rows = [
+        [
+            d.day.isoformat(),
+            f"周{_WEEKDAYS_ZH[d.day.weekday()]}",
+            d.phase or ("管控期" if d.in_control else "管控期外"),
+            f"{d.cap_kwh:g}" if d.cap_kwh is not None else "—",
+            names(d.running_groups, groups),
+            names(d.off_groups, groups),
+            names(d.resting_workshops, firms),
+            names(d.cut_off_firms, firms),
+            d.residents_hours or "—",
+        ]
+        for d in table
+    ]
+    header = ["日期", "星期", "阶段", "日上限 kWh", "运行", "停产", "休息的作坊", "停电企业", "居民体验日"]
+    title = f"{policy.township.name}（{policy.township.id}）错时供电安排"
+    return f"{title}\n{render(header, rows)}"
+
+
+def _replay(loaded: Loaded, readings: Path, text: bool) -> int:
+    if not readings.is_file():
+        print(f"quotad replay: no such file: {readings}", file=sys.stderr)
+        return 2
+    replay(loaded.policy, readings, sys.stdout, sys.stderr, text=text)
+    return 0
+
+
+def _feed(loaded: Loaded, start: dt.date, days: int, step: int, seed: int) -> int:
+    if days < 1 or step < 1:
+        print("quotad feed: --days and --step must be at least 1", file=sys.stderr)
+        return 2
+    cal = Calendar(loaded.policy.township.timezone)
+    out = sys.stdout
+    for reading in counters(loaded.policy, start, days, step, seed):
+        out.write(to_jsonl(reading, cal) + "\n")
+    return 0

@@ -1,0 +1,204 @@
+"""Checks of the policy file that need more than one table: references, dates, the workshops' weeks.
+
+Each section is validated on its own first, so one broken firm does not hide a bad reference in another:
+the operator sees every problem of the file in one run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from quotad.config.policy import WEEKDAYS, Control, Firm, Group, Meter, Rota, Township
+
+__all__ = ["Finding", "cross_check", "workshop_short_weeks"]
+
+Path = tuple[str | int, ...]
+Finding = tuple[Path, str]
+M = TypeVar("M", bound=BaseModel)
+
+
+def _part(model: type[M], raw: Any) -> M | None:
+    try:
+        return model.model_validate(raw)
+    except ValidationError:
+        return None
+
+
+def _items(model: type[M], raw: Any) -> list[tuple[int, M]]:
+    if not isinstance(raw, list):
+        return []
+    return [(i, item) for i, r in enumerate(raw) if (item := _part(model, r)) is not None]
+
+
+def cross_check(raw: Mapping[str, Any]) -> list[Finding]:
+    """Every cross-table problem of a parsed policy document, each with the path it belongs to."""
+    township = _part(Township, raw.get("township"))
+    control = _part(Control, raw.get("control"))
+    rota = _part(Rota, raw.get("rota")) if "rota" in raw else None
+    groups = _items(Group, raw.get("groups"))
+    firms = _items(Firm, raw.get("firms"))
+    meters = _items(Meter, raw.get("meters"))
+    found: list[Finding] = []
+    found += _duplicates("groups", groups)
+    found += _duplicates("firms", firms)
+    found += _duplicates("meters", meters)
+    # References are checked against every id written in the file, even in a table that failed validation:
+    # that table's own problem is reported once, not again by everything that names it.
+    group_ids = _raw_ids(raw.get("groups"))
+    found += _firm_refs(firms, group_ids)
+    found += _meter_refs(meters, _raw_ids(raw.get("firms")), township, raw.get("meters"))
+    if rota is not None:
+        found += _rota_refs(rota, group_ids, bool(raw.get("groups")))
+    if control is not None:
+        found += _control(control)
+        if control.start <= control.end:
+            found += _dates_in_control(control, township, rota, firms)
+            found += _workshop_weeks(control, firms)
+    return found
+
+
+def _raw_ids(raw: Any) -> set[str]:
+    if not isinstance(raw, list):
+        return set()
+    return {item["id"] for item in raw if isinstance(item, dict) and isinstance(item.get("id"), str)}
+
+
+def _duplicates(section: str, items: Sequence[tuple[int, Group | Firm | Meter]]) -> Iterator[Finding]:
+    first: dict[str, int] = {}
+    for i, item in items:
+        if item.id in first:
+            yield (section, i, "id"), f"duplicate id {item.id!r} (first used by {section}[{first[item.id]}])"
+        else:
+            first[item.id] = i
+
+
+def _firm_refs(firms: list[tuple[int, Firm]], group_ids: set[str]) -> Iterator[Finding]:
+    for i, firm in firms:
+        if firm.group is not None and firm.group not in group_ids:
+            yield ("firms", i, "group"), f"unknown group {firm.group!r} (groups: {_names(group_ids)})"
+        if firm.kind == "general" and firm.baseline_kwh is None and firm.monthly_quota_kwh is None:
+            yield ("firms", i), "a general firm needs baseline_kwh (the baseline month's use) or monthly_quota_kwh"
+
+
+def _meter_refs(
+    meters: list[tuple[int, Meter]], firm_ids: set[str], township: Township | None, raw_meters: Any
+) -> Iterator[Finding]:
+    feeders = set(township.feeder_meters) if township else set()
+    written = raw_meters if isinstance(raw_meters, list) else []
+    firm_of = {m["id"]: m.get("firm") for m in written if isinstance(m, dict) and isinstance(m.get("id"), str)}
+    for i, meter in meters:
+        if meter.firm is not None and meter.firm not in firm_ids:
+            yield ("meters", i, "firm"), f"unknown firm {meter.firm!r}"
+        if meter.firm is None and township is not None and meter.id not in feeders:
+            yield ("meters", i), "a meter without firm must be listed in township.feeder_meters"
+    for k, feeder in enumerate(township.feeder_meters if township else ()):
+        if feeder not in firm_of:
+            yield ("township", "feeder_meters", k), f"unknown meter {feeder!r}"
+        elif firm_of[feeder] is not None:
+            yield ("township", "feeder_meters", k), f"meter {feeder!r} belongs to firm {firm_of[feeder]!r}"
+
+
+def _rota_refs(rota: Rota, group_ids: set[str], have_groups: bool) -> Iterator[Finding]:
+    if not have_groups:
+        yield ("rota",), "a rota needs [[groups]]"
+        return
+    seen: set[str] = set()
+    for k, entry in enumerate(rota.order):
+        for gid in (entry,) if isinstance(entry, str) else entry:
+            seen.add(gid)
+            if gid not in group_ids:
+                yield ("rota", "order", k), f"unknown group {gid!r} (groups: {_names(group_ids)})"
+    never = sorted(group_ids - seen)
+    if never:
+        yield ("rota", "order"), f"group(s) {', '.join(never)} never run in the rota's cycle"
+    dates: dict[dt.date, int] = {}
+    for j, override in enumerate(rota.overrides):
+        if override.date in dates:
+            yield (
+                ("rota", "overrides", j, "date"),
+                f"{override.date} is already overridden (overrides[{dates[override.date]}])",
+            )
+        dates.setdefault(override.date, j)
+        for k, gid in enumerate(override.runs):
+            if gid not in group_ids:
+                yield ("rota", "overrides", j, "runs", k), f"unknown group {gid!r}"
+
+
+def _control(control: Control) -> Iterator[Finding]:
+    if control.end < control.start:
+        yield ("control", "end"), f"the control period ends ({control.end}) before it starts ({control.start})"
+        return
+    previous: tuple[int, dt.date] | None = None
+    for i, phase in sorted(enumerate(control.phases), key=lambda p: (p[1].start, p[0])):
+        if phase.end < phase.start:
+            yield ("control", "phases", i, "end"), f"phase ends ({phase.end}) before it starts ({phase.start})"
+            continue
+        if phase.start < control.start:
+            yield ("control", "phases", i, "start"), _outside(f"phase {phase.name!r}", control)
+        if phase.end > control.end:
+            yield ("control", "phases", i, "end"), _outside(f"phase {phase.name!r}", control)
+        if previous is not None and phase.start <= previous[1]:
+            yield ("control", "phases", i, "start"), f"phase {phase.name!r} overlaps control.phases[{previous[0]}]"
+        if previous is None or phase.end > previous[1]:
+            previous = (i, phase.end)
+
+
+def _outside(what: str, control: Control) -> str:
+    return f"{what} lies outside the control period {control.start}..{control.end}"
+
+
+def _dates_in_control(
+    control: Control, township: Township | None, rota: Rota | None, firms: list[tuple[int, Firm]]
+) -> Iterator[Finding]:
+    def outside(day: dt.date) -> bool:
+        return not control.start <= day <= control.end
+
+    if township is not None and township.cap_from is not None and outside(township.cap_from):
+        yield ("township", "cap_from"), _outside(f"cap_from {township.cap_from}", control)
+    if rota is not None:
+        if outside(rota.start):
+            yield ("rota", "start"), _outside(f"the rota's start {rota.start}", control)
+        for j, override in enumerate(rota.overrides):
+            if outside(override.date):
+                yield ("rota", "overrides", j, "date"), _outside(f"override date {override.date}", control)
+    for i, firm in firms:
+        for k, day in enumerate(firm.rest_dates):
+            if outside(day):
+                yield ("firms", i, "rest_dates", k), _outside(f"rest date {day}", control)
+
+
+def workshop_short_weeks(firm: Firm, control: Control) -> list[tuple[dt.date, int]]:
+    """(Monday, rest days) of each calendar week wholly inside the control period with fewer than two."""
+    rest_weekdays = {WEEKDAYS.index(d) for d in firm.rest_days}
+    rest_dates = set(firm.rest_dates)
+    monday = control.start + dt.timedelta(days=(7 - control.start.weekday()) % 7)
+    short = []
+    while monday + dt.timedelta(days=6) <= control.end:
+        week = [monday + dt.timedelta(days=k) for k in range(7)]
+        count = sum(1 for day in week if day.weekday() in rest_weekdays or day in rest_dates)
+        if count < 2:
+            short.append((monday, count))
+        monday += dt.timedelta(days=7)
+    return short
+
+
+def _workshop_weeks(control: Control, firms: list[tuple[int, Firm]]) -> Iterator[Finding]:
+    for i, firm in firms:
+        if firm.kind != "workshop":
+            continue
+        short = workshop_short_weeks(firm, control)
+        if short:
+            monday, count = short[0]
+            more = f" (and {len(short) - 1} more week(s))" if len(short) > 1 else ""
+            yield (
+                ("firms", i, "rest_days"),
+                (f"a workshop needs at least two rest days a week: the week of {monday} has {count}{more}"),
+            )
+
+
+def _names(ids: set[str]) -> str:
+    return ", ".join(sorted(ids)) or "none defined"

@@ -1,0 +1,250 @@
+"""Load the daemon file and the policy file, reporting every problem as `file:line: field.path: message`.
+
+Lines come from `PositionIndex` (a small tested scanner: tomllib gives no positions). Values overridden by
+the environment are reported against the variable (`$QUOTAD_MQTT__PORT: mqtt.port: ...`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
+
+from quotad.config.crosscheck import cross_check
+from quotad.config.daemon import DaemonSettings
+from quotad.config.policy import Policy
+from quotad.config.tomlpos import PositionIndex
+from quotad.errors import ConfigError, Problem
+
+__all__ = ["Loaded", "format_path", "load", "load_policy"]
+
+Loc = tuple[str | int, ...]
+_POLICY_TABLES = ("township", "control", "rota", "residents")
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A valid configuration: the policy, and the daemon settings when a daemon file was given."""
+
+    policy: Policy
+    policy_path: Path
+    daemon: DaemonSettings | None = None
+    daemon_path: Path | None = None
+
+
+@dataclass
+class _Doc:
+    path: Path
+    raw: dict[str, Any]
+    index: PositionIndex
+    env_keys: dict[Loc, str]
+
+    def problem(self, loc: Loc, message: str) -> Problem:
+        loc = _real_loc(self.raw, loc)
+        for n in range(len(loc), 0, -1):
+            if loc[:n] in self.env_keys:
+                return Problem(f"${self.env_keys[loc[:n]]}", 0, format_path(loc), message)
+        return Problem(str(self.path), self.index.line_of(loc), format_path(loc), message)
+
+
+def format_path(loc: Loc) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out
+
+
+def load(path: Path, environ: Mapping[str, str] | None = None) -> Loaded:
+    """Load `path`: a daemon file (which names its policy) or a policy file on its own."""
+    env = dict(os.environ if environ is None else environ)
+    raw, index = _read(path)
+    if "township" in raw:
+        return Loaded(load_policy(path, env, (raw, index)), path)
+    return _load_daemon(path, raw, index, env)
+
+
+def load_policy(
+    path: Path, environ: Mapping[str, str] | None = None, parsed: tuple[dict[str, Any], PositionIndex] | None = None
+) -> Policy:
+    raw, index = parsed or _read(path)
+    raw, env_keys = _with_env(raw, dict(os.environ if environ is None else environ), _POLICY_TABLES)
+    doc = _Doc(path, raw, index, env_keys)
+    problems: list[Problem] = []
+    policy: Policy | None = None
+    try:
+        policy = Policy.model_validate(raw)
+    except ValidationError as exc:
+        problems += [doc.problem(err["loc"], _message(err)) for err in exc.errors()]
+    problems += [doc.problem(loc, message) for loc, message in cross_check(raw)]
+    if problems or policy is None:
+        raise ConfigError(_dedupe(problems))
+    return policy
+
+
+def _load_daemon(path: Path, raw: dict[str, Any], index: PositionIndex, env: dict[str, str]) -> Loaded:
+    doc = _Doc(path, raw, index, _env_keys(env, exclude=_POLICY_TABLES))
+    problems: list[Problem] = []
+    settings: DaemonSettings | None = None
+    try:
+        settings = DaemonSettings.from_file_values(raw, env)
+    except ValidationError as exc:
+        problems += [doc.problem(err["loc"], _message(err)) for err in exc.errors()]
+    if settings is None:
+        policy_ref = raw.get("policy")
+        if isinstance(policy_ref, str) and (path.parent / policy_ref).is_file():
+            problems += _policy_problems(path.parent / policy_ref, env)
+        raise ConfigError(_dedupe(problems))
+    settings = _resolved(settings, path.parent)
+    problems += _secret_problems(doc, settings)
+    if not settings.policy.is_file() or not os.access(settings.policy, os.R_OK):
+        problems.append(doc.problem(("policy",), f"cannot read the policy file {settings.policy}"))
+        raise ConfigError(_dedupe(problems))
+    problems += _policy_problems(settings.policy, env)
+    if problems:
+        raise ConfigError(_dedupe(problems))
+    return Loaded(load_policy(settings.policy, env), settings.policy, settings, path)
+
+
+def _policy_problems(path: Path, env: dict[str, str]) -> list[Problem]:
+    try:
+        load_policy(path, env)
+    except ConfigError as exc:
+        return exc.problems
+    return []
+
+
+def _resolved(settings: DaemonSettings, base: Path) -> DaemonSettings:
+    def fix(p: Path | None) -> Path | None:
+        return None if p is None else (p if p.is_absolute() else base / p)
+
+    update: dict[str, Any] = {"policy": fix(settings.policy), "state_dir": fix(settings.state_dir)}
+    if settings.mqtt:
+        update["mqtt"] = settings.mqtt.model_copy(
+            update={"password_file": fix(settings.mqtt.password_file), "ca_file": fix(settings.mqtt.ca_file)}
+        )
+    if settings.influx:
+        update["influx"] = settings.influx.model_copy(update={"token_file": fix(settings.influx.token_file)})
+    return settings.model_copy(update=update)
+
+
+def _secret_problems(doc: _Doc, settings: DaemonSettings) -> list[Problem]:
+    files: list[tuple[Loc, Path | None]] = []
+    if settings.mqtt:
+        files += [
+            (("mqtt", "password_file"), settings.mqtt.password_file),
+            (("mqtt", "ca_file"), settings.mqtt.ca_file),
+        ]
+    if settings.influx:
+        files.append((("influx", "token_file"), settings.influx.token_file))
+    problems = []
+    for loc, file in files:
+        if file is not None and not (file.is_file() and os.access(file, os.R_OK)):
+            problems.append(doc.problem(loc, f"cannot read {file} (not a readable file)"))
+    return problems
+
+
+def _read(path: Path) -> tuple[dict[str, Any], PositionIndex]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([Problem(str(path), 0, "", f"cannot read the file: {exc}")]) from exc
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        match = re.search(r"\(at line (\d+), column \d+\)", str(exc))
+        line = int(match[1]) if match else (max(1, len(text.splitlines())) if "end of document" in str(exc) else 0)
+        message = re.sub(r"\s*\(at (line \d+, column \d+|end of document)\)", "", str(exc))
+        raise ConfigError([Problem(str(path), line, "", f"not valid TOML: {message}")]) from exc
+    return raw, PositionIndex.from_text(text)
+
+
+def _env_keys(env: Mapping[str, str], exclude: tuple[str, ...] = (), only: tuple[str, ...] = ()) -> dict[Loc, str]:
+    keys: dict[Loc, str] = {}
+    for name in env:
+        if not name.upper().startswith("QUOTAD_") or name.upper() == "QUOTAD_CONFIG":
+            continue
+        loc = tuple(p.lower() for p in name[len("QUOTAD_") :].split("__"))
+        if loc[0] in exclude or (only and loc[0] not in only):
+            continue
+        keys[loc] = name
+    return keys
+
+
+def _with_env(
+    raw: dict[str, Any], env: Mapping[str, str], tables: tuple[str, ...]
+) -> tuple[dict[str, Any], dict[Loc, str]]:
+    """Apply `QUOTAD_<TABLE>__<KEY>` to the policy's single tables; values are read as TOML values."""
+    keys: dict[Loc, str] = {loc: name for loc, name in _env_keys(env, only=tables).items() if len(loc) == 2}
+    if not keys:
+        return raw, {}
+    raw = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}
+    for loc, name in keys.items():
+        section = raw.setdefault(str(loc[0]), {})
+        if isinstance(section, dict):
+            section[str(loc[1])] = _toml_value(env[name])
+    return raw, keys
+
+
+def _toml_value(text: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+_ABSENT = object()
+
+
+def _child(node: Any, part: str | int) -> Any:
+    if isinstance(node, dict):
+        return node.get(part, _ABSENT)
+    if isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        return node[part]
+    return _ABSENT
+
+
+def _real_loc(raw: Any, loc: Loc) -> Loc:
+    """Drop the union-member tags pydantic puts in a location, keeping the parts that exist in the file."""
+    out: list[str | int] = []
+    node = raw
+    for n, part in enumerate(loc):
+        child = _child(node, part)
+        if child is not _ABSENT:
+            node = child
+        elif n == len(loc) - 1 and isinstance(node, dict) and isinstance(part, str) and part.isidentifier():
+            pass  # a missing key: name it
+        else:
+            continue
+        out.append(part)
+    return tuple(out)
+
+
+def _message(err: ErrorDetails) -> str:
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required key is missing"
+    message = err["msg"]
+    for prefix in ("Value error, ", "Assertion failed, "):
+        message = message.removeprefix(prefix)
+    if kind not in ("value_error", "assertion_error") and "input" in err and not isinstance(err["input"], dict | list):
+        message += f" (got {err['input']!r})"
+    return message
+
+
+def _dedupe(problems: list[Problem]) -> list[Problem]:
+    seen: set[tuple[str, int, str]] = set()
+    out = []
+    for p in problems:
+        if (p.file, p.line, p.path) not in seen:
+            seen.add((p.file, p.line, p.path))
+            out.append(p)
+    return out

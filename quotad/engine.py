@@ -1,0 +1,232 @@
+"""The enforcement core of one township: readings in, alerts and cutoff orders out.
+
+Pure and synchronous: no clock, no IO. The township's "now" is the latest event time accepted. `replay`
+and the live daemon both feed `Engine.ingest`, so a recorded day gives the alerts of living it.
+
+Within one reading, alerts come in this order: the meter's anomaly; for each day the energy landed on,
+oldest first, the firm's rules then the township's cap; the 15-minute load rule; the projection;
+meters that went offline, by deadline then id.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import heapq
+from dataclasses import replace
+
+from quotad import messages
+from quotad.alerts import Alert, Lift, Order, ShedEntry, kwh
+from quotad.config.policy import Policy
+from quotad.ledger import Applied, Ledger, MeterLedger
+from quotad.readings import Reading
+from quotad.rules import Rules
+from quotad.schedule.calendar import Calendar, Micros
+from quotad.schedule.rota import Plan
+from quotad.windows import HOUR_US, LoadIntervals, Piece, TrailingHour
+
+__all__ = ["Engine"]
+
+_SHED_MAX = 5
+_NEVER: Micros = -1  # deadline entries of meters that never reported
+
+
+class Engine:
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        self.calendar = Calendar(policy.township.timezone)
+        self.plan = Plan(policy)
+        self.ledger = Ledger(policy, self.calendar)
+        self.trailing = TrailingHour()
+        self.load = LoadIntervals()
+        self.raised: set[str] = set()
+        self.orders: dict[str, Order] = {}
+        self.now: Micros | None = None
+        self.first_seen: Micros | None = None
+        # One entry per watched meter: (deadline, meter, the reading it was computed from, or -1 before any).
+        # An entry is re-armed from the meter's newer reading when it comes due: no heap work per reading.
+        # A meter reported offline has none until a reading ends its silence.
+        self._deadlines: list[tuple[Micros, str, Micros]] = []
+        # Thresholds below which no rule can fire (recomputed after each evaluation; derived, not state):
+        self._firm_quiet: dict[tuple[str, dt.date], tuple[float, float]] = {}
+        self._cap_quiet: dict[dt.date, float] = {}
+        self._load_quiet: dict[dt.date, float] = {}
+        self._days: dict[dt.date, tuple[Micros, Micros, float] | None] = {}  # projection: (02:00, end, cap Wh)
+        self._shed: tuple[ShedEntry, ...] | None = None
+        self.rules = Rules(
+            policy, self.plan, self.ledger, self.calendar, self.trailing, self.load, self.raised, self.orders
+        )
+        self.firms = self.rules.firms
+        self.rules.shed_now = self._shed_now
+
+    # -- the one entry point -------------------------------------------------------------------
+
+    def ingest(self, reading: Reading) -> list[Alert]:
+        """Account `reading` and return the alerts it raises (raises ReadingError for an unknown meter)."""
+        applied = self.ledger.apply(reading)
+        if applied is None:
+            return []
+        t, m = reading.t, applied.meter
+        if self.first_seen is None:
+            self._first_reading(t)
+        now = self.now
+        late = now is not None and t < now
+        if not late:
+            self.now = now = t
+        assert now is not None
+        if m.offline_alerted and now - t <= m.offline_us:
+            m.offline_alerted = False  # its silence is over: watch it again
+            heapq.heappush(self._deadlines, (t + m.offline_us, m.id, t))
+        self._shed = None
+        alerts: list[Alert] = []
+        if applied.anomaly is not None:
+            alerts += self._anomaly(applied)
+        if applied.wh:
+            alerts += self._energy(applied, now)
+        if not late:
+            alerts += self._projection(now)
+        if self._deadlines[0][0] < now:
+            alerts += self._offline(now)
+        return alerts
+
+    def _energy(self, applied: Applied, now: Micros) -> list[Alert]:
+        m, t, t0 = applied.meter, applied.t1, applied.t0
+        assert t0 is not None
+        self.trailing.add(Piece(t0, t, applied.wh, m.firm, m.township), now)
+        alerts: list[Alert] = []
+        ledger, firm_id = self.ledger, m.firm
+        for day, wh in applied.days:
+            if not wh:
+                continue
+            if firm_id is not None:
+                key = (firm_id, day)
+                quiet = self._firm_quiet.get(key)
+                if (
+                    quiet is None
+                    or ledger.firm_day[key] >= quiet[0]
+                    or ledger.firm_month.get((firm_id, (day.year, day.month)), 0) >= quiet[1]
+                ):
+                    firm = self.firms[firm_id]
+                    alerts += self.rules.firm(firm, day, t)
+                    self._firm_quiet[key] = self.rules.firm_quiet(firm, day)
+            if m.township:
+                quiet_cap = self._cap_quiet.get(day)
+                if quiet_cap is None or ledger.township_day[day] >= quiet_cap:
+                    alerts += self.rules.township_cap(day, t)
+                    self._cap_quiet[day] = self.rules.township_quiet("township_cap", day)
+        if m.township and self.policy.township.load_cap_kw is not None:
+            alerts += self._load(self.load.add(t0, t, applied.wh), t)
+        return alerts
+
+    def _load(self, quarters: list[Micros], t: Micros) -> list[Alert]:
+        wh, cal, alerts = self.load.wh, self.calendar, []
+        for start in quarters:
+            day = cal.day if cal.lo <= start < cal.hi else cal.day_of(start)
+            quiet = self._load_quiet.get(day)
+            if quiet is None or wh[start] >= quiet:
+                alerts += self.rules.township_load([start], t)
+                self._load_quiet[day] = self.rules.township_quiet("township_load", day)
+        return alerts
+
+    def _projection(self, now: Micros) -> list[Alert]:
+        """Cheap tests first (the day's state, an upper bound of the rate); the exact rate only when it may fire."""
+        cal = self.calendar
+        day = cal.day if cal.lo <= now < cal.hi else cal.day_of(now)
+        state = self._days.get(day)
+        if state is None:
+            state = self._days[day] = self.rules.projection_window(day)
+        if state is None or now < state[0]:
+            return []
+        consumed = self.ledger.township_day.get(day, 0)
+        if consumed + self.trailing.township_upper_bound_wh() * (state[1] - now) / HOUR_US <= state[2]:
+            return []
+        alerts = self.rules.projection(now)
+        if alerts:
+            self._days[day] = None
+        return alerts
+
+    # -- meter rules ---------------------------------------------------------------------------
+
+    def _owner(self, m: MeterLedger) -> str:
+        firm = self.firms.get(m.firm) if m.firm is not None else None
+        return firm.name if firm else f"{self.policy.township.name}总表"
+
+    def _anomaly(self, applied: Applied) -> list[Alert]:
+        m, anomaly = applied.meter, applied.anomaly
+        assert anomaly is not None
+        firm = self.firms.get(m.firm) if m.firm is not None else None
+        alert = self.rules.emit(
+            applied.t1, "meter_anomaly", "warning", self.calendar.day_of(applied.t1).isoformat(),
+            firm=firm, meter=m.id, consumed_kwh=None, limit_kwh=None, projected_kwh=None, action="none",
+            cutoff_until=None,
+            message=messages.anomaly_message(
+                m.id, self._owner(m), anomaly.kind, anomaly.previous_wh / 1000, anomaly.new_wh / 1000,
+                anomaly.kw, m.max_kw,
+            ),
+        )  # fmt: skip
+        return [alert] if alert else []
+
+    def _first_reading(self, t: Micros) -> None:
+        self.first_seen = t
+        for m in self.ledger.meters.values():
+            heapq.heappush(self._deadlines, (t + m.offline_us, m.id, _NEVER))
+
+    def _offline(self, now: Micros) -> list[Alert]:
+        alerts = []
+        heap = self._deadlines
+        while heap and heap[0][0] < now:
+            _deadline, meter_id, last = heap[0]
+            m = self.ledger.meters[meter_id]
+            if m.last_t is not None and m.last_t != last:  # it reported since: re-arm from that reading
+                heapq.heapreplace(heap, (m.last_t + m.offline_us, meter_id, m.last_t))
+                continue
+            heapq.heappop(heap)  # silent: no entry until its silence ends (see `ingest`)
+            if m.offline_alerted:
+                continue
+            m.offline_alerted = True
+            firm = self.firms.get(m.firm) if m.firm is not None else None
+            last_text = self.calendar.isoformat(last) if last != _NEVER else None
+            alert = self.rules.emit(
+                now, "meter_offline", "warning", self.calendar.day_of(now).isoformat(),
+                firm=firm, meter=m.id, consumed_kwh=None, limit_kwh=None, projected_kwh=None, action="none",
+                cutoff_until=None,
+                message=messages.offline_message(m.id, self._owner(m), m.offline_us / 1_000_000, last_text),
+            )  # fmt: skip
+            if alert is not None:
+                alerts.append(alert)
+        return alerts
+
+    # -- shed, orders, views -------------------------------------------------------------------
+
+    def _shed_now(self) -> tuple[ShedEntry, ...]:
+        if self._shed is None:
+            assert self.now is not None
+            self._shed = self.shed(self.now)
+        return self._shed
+
+    def cut_off(self) -> set[str]:
+        return {firm for firm, order in self.orders.items() if order.lifted is None}
+
+    def shed(self, now: Micros) -> tuple[ShedEntry, ...]:
+        """Up to five firms allowed to run today, not rota-exempt, largest trailing-hour use first."""
+        today, cut = self.calendar.day_of(now), self.cut_off()
+        ranked = []
+        for firm_id, wh in self.trailing.firms_wh(now).items():
+            firm = self.firms[firm_id]
+            if wh > 0 and not firm.rota_exempt and self.plan.allowed_to_run(firm, today, cut):
+                ranked.append((-wh, firm_id))
+        ranked.sort()
+        return tuple(ShedEntry(f, self.firms[f].name, kwh(-neg)) for neg, f in ranked[:_SHED_MAX])
+
+    def lift(self, firm_id: str, by: str, reason: str, at: str) -> Order:
+        """Lift the standing order of `firm_id`; recorded on the order, never silent."""
+        order = self.orders.get(firm_id)
+        if order is None or order.lifted is not None:
+            msg = f"no standing cutoff order for {firm_id!r}"
+            raise KeyError(msg)
+        lifted = replace(order, lifted=Lift(by=by, reason=reason, at=at))
+        self.orders[firm_id] = lifted
+        self._firm_quiet = {k: v for k, v in self._firm_quiet.items() if k[0] != firm_id}
+        return lifted
+
+    def today(self) -> dt.date | None:
+        return self.calendar.day_of(self.now) if self.now is not None else None

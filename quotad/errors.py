@@ -1,0 +1,37 @@
+"""The exceptions of quotad: one root, each carrying the context an operator needs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["ConfigError", "Problem", "QuotadError", "ReadingError"]
+
+
+class QuotadError(Exception):
+    """Root of every error quotad raises on purpose."""
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    """One thing wrong in a configuration file, located for the operator."""
+
+    file: str
+    line: int
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+
+class ConfigError(QuotadError):
+    """A configuration that cannot be used; `problems` lists every problem found, not only the first."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = sorted(set(problems))
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class ReadingError(QuotadError):
+    """A reading that cannot be accepted (malformed, unknown meter, impossible value)."""

@@ -1,0 +1,191 @@
+"""The energy ledger: meters' cumulative counters to consumption per meter, firm and township, per day and month.
+
+Energy is kept in integer watt-hours (Wh), so sums are exact and a split conserves energy to the Wh:
+a counter is multiplied by its meter's `multiplier` and rounded to the Wh once, on entry. An interval
+crossing local midnight is split in proportion to time with floor division on the cumulative share, so
+the parts are never negative and add up to the whole. Counter decreases and jumps past `max_kw` are
+anomalies: never counted, never negative; the new value becomes the baseline.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Literal, NamedTuple
+
+from quotad.config.policy import Policy
+from quotad.errors import ReadingError
+from quotad.readings import Reading
+from quotad.schedule.calendar import Calendar, Micros
+from quotad.schedule.control import ControlPeriod
+
+__all__ = ["Anomaly", "Applied", "DayRecord", "Ledger", "MeterLedger", "split"]
+
+Month = tuple[int, int]
+_KEEP_METER_DAYS = 8  # per-meter day records (evidence) are kept this many days behind the newest
+
+
+@dataclass(slots=True)
+class DayRecord:
+    """A meter's day: energy counted into it, and the first and last counters read in it (Wh)."""
+
+    wh: int = 0
+    first_t: Micros | None = None
+    first_wh: int = 0
+    last_t: Micros | None = None
+    last_wh: int = 0
+
+
+@dataclass(slots=True)
+class MeterLedger:
+    id: str
+    firm: str | None
+    township: bool  # counts toward the township's total
+    factor: float  # multiplier x 1000: counter kWh -> Wh
+    max_kw: float | None
+    offline_us: Micros
+    last_t: Micros | None = None
+    last_wh: int = 0
+    first_wh: int | None = None
+    counted_wh: int = 0
+    excluded_wh: int = 0
+    offline_alerted: bool = False
+    days: dict[dt.date, DayRecord] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Anomaly:
+    kind: Literal["decrease", "jump"]
+    previous_wh: int
+    new_wh: int
+    kw: float  # implied mean power of the interval (negative for a decrease)
+
+
+class Applied(NamedTuple):
+    """What one accepted reading did to the ledger."""
+
+    meter: MeterLedger
+    t0: Micros | None  # start of the counted interval (None: first reading, or an anomaly)
+    t1: Micros
+    wh: int  # energy counted (0 for a first reading or an anomaly)
+    days: tuple[tuple[dt.date, int], ...]  # that energy per local day, oldest first
+    anomaly: Anomaly | None
+
+
+def split(total: int, t0: Micros, t1: Micros, bounds: list[Micros]) -> list[int]:
+    """`total` over (t0, t1] cut at `bounds` (strictly inside, ascending), proportional to time, exactly."""
+    parts, done, span = [], 0, t1 - t0
+    for b in bounds:
+        cum = total * (b - t0) // span
+        parts.append(cum - done)
+        done = cum
+    parts.append(total - done)
+    return parts
+
+
+class Ledger:
+    def __init__(self, policy: Policy, calendar: Calendar) -> None:
+        self.calendar = calendar
+        self.control = ControlPeriod(policy)
+        feeders = set(policy.township.feeder_meters)
+        self.meters = {
+            m.id: MeterLedger(
+                id=m.id,
+                firm=m.firm,
+                township=(m.id in feeders) if feeders else m.firm is not None,
+                factor=m.multiplier * 1000.0,
+                max_kw=m.max_kw,
+                offline_us=round(m.offline_after_s * 1_000_000),
+            )
+            for m in policy.meters
+        }
+        self.firm_day: dict[tuple[str, dt.date], int] = {}
+        self.firm_month: dict[tuple[str, Month], int] = {}  # control days only
+        self.township_day: dict[dt.date, int] = {}
+
+    def meter(self, meter_id: str) -> MeterLedger:
+        try:
+            return self.meters[meter_id]
+        except KeyError:
+            msg = f"unknown meter {meter_id!r}"
+            raise ReadingError(msg) from None
+
+    def apply(self, reading: Reading) -> Applied | None:
+        """Account one reading; None when it is not newer than the meter's last accepted one."""
+        m = self.meter(reading.meter)
+        t1 = reading.t
+        if m.last_t is not None and t1 <= m.last_t:
+            return None
+        wh = round(reading.energy_kwh * m.factor)
+        t0, previous = m.last_t, m.last_wh
+        m.last_t, m.last_wh = t1, wh
+        self._note_counter(m, t1, wh)
+        if t0 is None:
+            m.first_wh = wh
+            return Applied(m, None, t1, 0, (), None)
+        delta = wh - previous
+        if delta < 0 or (m.max_kw is not None and delta * 3_600_000 > m.max_kw * (t1 - t0)):
+            m.excluded_wh += delta
+            kw = delta * 3_600_000 / (t1 - t0)  # Wh over microseconds -> kW
+            return Applied(m, None, t1, 0, (), Anomaly("decrease" if delta < 0 else "jump", previous, wh, kw))
+        cal = self.calendar
+        if cal.lo <= t0 and t1 <= cal.hi:  # the common case: inside the day the calendar has at hand
+            days: tuple[tuple[dt.date, int], ...] = ((cal.day, delta),)
+        else:
+            days = self._split_days(delta, t0, t1)
+        self._add(m, days, delta)
+        return Applied(m, t0, t1, delta, days, None)
+
+    def _split_days(self, delta: int, t0: Micros, t1: Micros) -> tuple[tuple[dt.date, int], ...]:
+        cal = self.calendar
+        day, _lo, hi = cal.day_bounds_of(t0)
+        if t1 <= hi:
+            return ((day, delta),)
+        days, bounds = [day], []
+        while hi < t1:
+            bounds.append(hi)
+            day = day + dt.timedelta(days=1)
+            hi = cal.day_start(day + dt.timedelta(days=1))
+            days.append(day)
+        return tuple(zip(days, split(delta, t0, t1, bounds), strict=True))
+
+    def _add(self, m: MeterLedger, days: tuple[tuple[dt.date, int], ...], total: int) -> None:
+        firm, control = m.firm, self.control
+        m.counted_wh += total
+        for day, wh in days:
+            record = m.days.get(day)
+            if record is None:
+                record = m.days[day] = DayRecord()
+            record.wh += wh
+            if firm is not None:
+                key = (firm, day)
+                self.firm_day[key] = self.firm_day.get(key, 0) + wh
+                if control.start <= day <= control.end:
+                    mkey = (firm, (day.year, day.month))
+                    self.firm_month[mkey] = self.firm_month.get(mkey, 0) + wh
+            if m.township:
+                self.township_day[day] = self.township_day.get(day, 0) + wh
+
+    def _note_counter(self, m: MeterLedger, t: Micros, wh: int) -> None:
+        cal = self.calendar
+        day = cal.day if cal.lo <= t < cal.hi else cal.day_of(t)
+        record = m.days.get(day)
+        if record is None:
+            record = m.days[day] = DayRecord()
+            if len(m.days) > _KEEP_METER_DAYS:
+                newest = max(m.days)
+                for old in [d for d in m.days if (newest - d).days >= _KEEP_METER_DAYS]:
+                    del m.days[old]
+        if record.first_t is None or t < record.first_t:
+            record.first_t, record.first_wh = t, wh
+        if record.last_t is None or t > record.last_t:
+            record.last_t, record.last_wh = t, wh
+
+    def firm_day_wh(self, firm: str, day: dt.date) -> int:
+        return self.firm_day.get((firm, day), 0)
+
+    def firm_month_wh(self, firm: str, month: Month) -> int:
+        return self.firm_month.get((firm, month), 0)
+
+    def township_day_wh(self, day: dt.date) -> int:
+        return self.township_day.get(day, 0)

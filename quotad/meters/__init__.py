@@ -1,0 +1,1 @@
+"""Meter acquisition (Modbus, MQTT), device templates, and the simulated township."""
