@@ -105,8 +105,10 @@ class Engine:
                     or ledger.firm_day[key] >= quiet[0]
                     or ledger.firm_month.get((firm_id, (day.year, day.month)), 0) >= quiet[1]
                 ):
-                    firm = self.firms[firm_id]
+                    firm, order = self.firms[firm_id], self.orders.get(firm_id)
                     alerts += self.rules.firm(firm, day, t)
+                    if self.orders.get(firm_id) is not order:  # a new order changes every day's thresholds
+                        self._forget_firm(firm_id)
                     self._firm_quiet[key] = self.rules.firm_quiet(firm, day)
             if m.township:
                 quiet_cap = self._cap_quiet.get(day)
@@ -122,7 +124,7 @@ class Engine:
         for start in quarters:
             day = cal.day if cal.lo <= start < cal.hi else cal.day_of(start)
             quiet = self._load_quiet.get(day)
-            if quiet is None or wh[start] >= quiet:
+            if quiet is None or wh.get(start, 0) >= quiet:  # a long interval may reach quarters already pruned
                 alerts += self.rules.township_load([start], t)
                 self._load_quiet[day] = self.rules.township_quiet("township_load", day)
         return alerts
@@ -197,6 +199,9 @@ class Engine:
 
     # -- shed, orders, views -------------------------------------------------------------------
 
+    def _forget_firm(self, firm_id: str) -> None:
+        self._firm_quiet = {k: v for k, v in self._firm_quiet.items() if k[0] != firm_id}
+
     def _shed_now(self) -> tuple[ShedEntry, ...]:
         if self._shed is None:
             assert self.now is not None
@@ -225,7 +230,7 @@ class Engine:
             raise KeyError(msg)
         lifted = replace(order, lifted=Lift(by=by, reason=reason, at=at))
         self.orders[firm_id] = lifted
-        self._firm_quiet = {k: v for k, v in self._firm_quiet.items() if k[0] != firm_id}
+        self._forget_firm(firm_id)
         return lifted
 
     def today(self) -> dt.date | None:
