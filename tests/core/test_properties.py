@@ -13,7 +13,8 @@ from quotad.readings import Reading
 from tests.conftest import at, make_policy
 
 START = at("2010-10-18 00:00")
-POLICY = make_policy(cap=500, meter_extra="max_kw = 200", township_extra="load_cap_kw = 300")
+POLICY = make_policy(cap=500, meter_extra="max_kw = 200", township_extra="load_cap_kw = 20")
+# standby 50 and a 100 kWh daily limit with a 310 kWh monthly quota: the feeds cross them often
 BERLIN = make_policy(tz="Europe/Berlin", start="2010-03-01", cap_from="2010-03-01", cap=500, meter_extra="max_kw = 200")
 MICROS = 1_000_000
 
@@ -119,3 +120,32 @@ def test_township_total_is_the_sum_of_firms(feed: list[Reading]) -> None:
     for (_firm, day), wh in engine.ledger.firm_day.items():
         by_day[day] = by_day.get(day, 0) + wh
     assert {d: wh for d, wh in by_day.items() if wh} == {d: wh for d, wh in engine.ledger.township_day.items() if wh}
+
+
+class _NeverCached(dict):  # type: ignore[type-arg]
+    """A cache that never answers: every rule is evaluated on every reading."""
+
+    def get(self, key: object, default: object = None) -> None:  # type: ignore[override]
+        return None
+
+
+def _exhaustive(policy: object) -> Engine:
+    engine = Engine(policy)  # type: ignore[arg-type]
+    engine._firm_quiet = _NeverCached()
+    engine._cap_quiet = _NeverCached()
+    engine._load_quiet = _NeverCached()
+    engine._days = _NeverCached()
+    return engine
+
+
+@settings(max_examples=200, deadline=None)
+@given(township_feed(), st.sampled_from([POLICY, BERLIN]))
+def test_thresholds_are_only_an_optimisation(feed: list[Reading], policy: object) -> None:
+    """The engine's cached 'nothing can fire below X' thresholds never change what is raised."""
+    fast, slow = Engine(policy), _exhaustive(policy)  # type: ignore[arg-type]
+    if policy is BERLIN:
+        shift = at("2010-03-26 00:00", "Europe/Berlin") - START
+        feed = [Reading(x.meter, x.t + shift, x.energy_kwh) for x in feed]
+    for reading in feed:
+        assert [a.to_json() for a in fast.ingest(reading)] == [a.to_json() for a in slow.ingest(reading)]
+    assert fast.orders == slow.orders
