@@ -10,7 +10,9 @@ anomalies: never counted, never negative; the new value becomes the baseline.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Literal, NamedTuple
 
 from quotad.config.policy import Policy
@@ -72,6 +74,13 @@ class Applied(NamedTuple):
     anomaly: Anomaly | None
 
 
+# The same Applied objects as Applied(...), built without NamedTuple's Python-level __new__ (hot path).
+_applied: Callable[[tuple[MeterLedger, Micros, Micros, int, tuple[tuple[dt.date, int], ...], None]], Applied] = partial(
+    tuple.__new__,
+    Applied,
+)
+
+
 def split(total: int, t0: Micros, t1: Micros, bounds: list[Micros]) -> list[int]:
     """`total` over (t0, t1] cut at `bounds` (strictly inside, ascending), proportional to time, exactly."""
     parts, done, span = [], 0, t1 - t0
@@ -112,7 +121,7 @@ class Ledger:
 
     def apply(self, reading: Reading) -> Applied | None:
         """Account one reading; None when it is not newer than the meter's last accepted one."""
-        m = self.meter(reading.meter)
+        m = self.meters.get(reading.meter) or self.meter(reading.meter)
         t1 = reading.t
         if m.last_t is not None and t1 <= m.last_t:
             return None
@@ -134,7 +143,7 @@ class Ledger:
         else:
             days = self._split_days(delta, t0, t1)
         self._add(m, days, delta)
-        return Applied(m, t0, t1, delta, days, None)
+        return _applied((m, t0, t1, delta, days, None))
 
     def _split_days(self, delta: int, t0: Micros, t1: Micros) -> tuple[tuple[dt.date, int], ...]:
         cal = self.calendar

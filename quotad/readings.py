@@ -9,7 +9,9 @@ import csv
 import datetime as dt
 import json
 import math
-from collections.abc import Iterator, Mapping
+import re
+from collections.abc import Callable, Iterator, Mapping
+from functools import partial
 from typing import Any, NamedTuple
 
 from quotad.errors import ReadingError
@@ -20,6 +22,19 @@ __all__ = ["Reading", "parse_csv_lines", "parse_jsonl_line", "parse_record", "pa
 _INF = math.inf
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _ONE_US = dt.timedelta(microseconds=1)
+_last_ts: list[Any] = [None, 0]  # the last ISO timestamp parsed on the fast path, and its value
+_COMMON_LINE = re.compile(
+    r'[ \t]*\{"meter": ?"([^"\\\x00-\x1f]+)", ?"ts": ?"([0-9T:.+Z-]+)", ?"energy_kwh": ?'
+    r"((?:0|[1-9][0-9]{0,14})(?:\.[0-9]{1,15})?)\}[ \t]*\r?\n?"
+).fullmatch
+
+
+def _iso(ts: str) -> dt.datetime | None:
+    try:
+        moment = dt.datetime.fromisoformat(ts)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
 
 
 class Reading(NamedTuple):
@@ -29,6 +44,10 @@ class Reading(NamedTuple):
     t: Micros
     energy_kwh: float
     power_kw: float | None = None
+
+
+# The same Reading objects as Reading(...), built without NamedTuple's Python-level __new__ (hot path).
+_reading: Callable[[tuple[str, Micros, float, None]], Reading] = partial(tuple.__new__, Reading)
 
 
 def parse_ts(value: Any) -> Micros:
@@ -102,6 +121,19 @@ def parse_record(record: Any) -> Reading:
 
 
 def parse_jsonl_line(line: str) -> Reading:
+    """A reading from one JSON object. The shape every poller writes is matched directly (no escapes, keys in
+    order, a plain JSON number): the same result as `json.loads`, at a fraction of its cost; any other line
+    goes through `json.loads` and `parse_record`, with their precise errors."""
+    match = _COMMON_LINE(line)
+    if match is not None:
+        ts = match[2]
+        if ts == _last_ts[0]:  # a poll round: every meter's reading carries the same time
+            return _reading((match[1], _last_ts[1], float(match[3]), None))
+        moment = _iso(ts)
+        if moment is not None:
+            t = (moment - _EPOCH) // _ONE_US
+            _last_ts[:] = [ts, t]
+            return _reading((match[1], t, float(match[3]), None))
     try:
         record = json.loads(line)
     except (json.JSONDecodeError, RecursionError) as exc:
@@ -111,12 +143,16 @@ def parse_jsonl_line(line: str) -> Reading:
     if type(record) is dict and len(record) == 3:
         meter, ts, energy = record.get("meter"), record.get("ts"), record.get("energy_kwh")
         if type(meter) is str and meter and type(ts) is str and type(energy) is float and 0 <= energy < _INF:
+            if ts == _last_ts[0]:  # a poll round: every meter's reading carries the same time
+                return Reading(meter, _last_ts[1], energy)
             try:
                 moment = dt.datetime.fromisoformat(ts)
             except ValueError:
                 moment = None
             if moment is not None and moment.tzinfo is not None:
-                return Reading(meter, (moment - _EPOCH) // _ONE_US, energy)
+                t = (moment - _EPOCH) // _ONE_US
+                _last_ts[:] = [ts, t]
+                return Reading(meter, t, energy)
     return parse_record(record)
 
 
