@@ -111,7 +111,7 @@ class Engine:
                     firm, order = self.firms[firm_id], self.orders.get(firm_id)
                     alerts += self.rules.firm(firm, day, t)
                     if self.orders.get(firm_id) is not order:  # a new order changes every day's thresholds
-                        self._forget_firm(firm_id)
+                        self.forget_firm(firm_id)
                     self._firm_quiet[key] = self.rules.firm_quiet(firm, day)
             if m.township:
                 quiet_cap = self._cap_quiet.get(day)
@@ -202,7 +202,7 @@ class Engine:
 
     # -- shed, orders, views -------------------------------------------------------------------
 
-    def _forget_firm(self, firm_id: str) -> None:
+    def forget_firm(self, firm_id: str) -> None:
         self._firm_quiet = {k: v for k, v in self._firm_quiet.items() if k[0] != firm_id}
 
     def _shed_now(self) -> tuple[ShedEntry, ...]:
@@ -233,7 +233,7 @@ class Engine:
             raise KeyError(msg)
         lifted = replace(order, lifted=Lift(by=by, reason=reason, at=at))
         self.orders[firm_id] = lifted
-        self._forget_firm(firm_id)
+        self.forget_firm(firm_id)
         return lifted
 
     def today(self) -> dt.date | None:

@@ -1,8 +1,9 @@
-"""A simulated township's meter counters: realistic load shapes, the rota obeyed by most, misbehaviour by a few.
+"""A simulated township's meters: realistic load shapes, the rota obeyed by most, misbehaviour by a few.
 
-Pure and deterministic for a seed: `counters(policy, ...)` yields the readings every meter would report
-every `step_s` seconds. It is the source of the shipped recorded day, the replay benchmark and the simulator
-that serves the same counters over Modbus and MQTT.
+Pure and deterministic for a seed. `TownshipModel.counter(meter, t)` is a meter's own counter (kWh, before
+its multiplier) at any instant from the model's start on: each minute's energy is drawn from the firm's day
+target, the hour's share of the load shape and a noise seeded by (seed, meter, minute), so the simulator
+can serve live values and `counters()` can write the same values as a feed.
 """
 
 from __future__ import annotations
@@ -14,25 +15,26 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from quotad.config.policy import Firm, Policy
+from quotad.config.policy import Firm, Meter, Policy
 from quotad.readings import Reading
 from quotad.schedule.calendar import MICROS_PER_S, Calendar, Micros
 from quotad.schedule.rota import Plan
 
-__all__ = ["Misbehaviour", "counters", "default_misbehaviour", "firm_day_kwh", "to_jsonl"]
+__all__ = ["Misbehaviour", "TownshipModel", "counters", "default_misbehaviour", "firm_day_kwh", "to_jsonl"]
 
 # Relative load per local hour: night shift low, day shift high, a lunch dip.
 _SHAPE = (0.45, 0.4, 0.4, 0.4, 0.45, 0.55, 0.8, 1.2, 1.5, 1.6, 1.6, 1.5, 1.1, 1.5, 1.6, 1.6, 1.5, 1.3, 1.0, 0.9,
           0.8, 0.7, 0.6, 0.5)  # fmt: skip
 _SHAPE_SUM = sum(_SHAPE)
 _OFF_DAY_KWH = 24.0  # a firm that obeys an off day: lights and guards, under the 50 kWh standby
+_MINUTE: Micros = 60 * MICROS_PER_S
 
 
 @dataclass(frozen=True)
 class Misbehaviour:
     """On `day`, firm `firm` does `kind`: 'run_off_day' (runs at `factor` of normal on a day it must be off),
-    'overdraw' (uses `factor` x its normal day), 'meter_replaced' (the meter's counter restarts near zero at
-    `hour`), 'silent' (the meter reports nothing from `hour` for `factor` hours)."""
+    'overdraw' (uses `factor` x its daily limit), 'meter_replaced' (its meter's counter restarts near zero
+    at local `hour`), 'silent' (its meter reports nothing from `hour` for `factor` hours)."""
 
     day: dt.date
     firm: str
@@ -78,57 +80,91 @@ def _running_kwh(policy: Policy, firm: Firm, day: dt.date) -> float:
     return 40.0
 
 
-def _seed(seed: int, name: str) -> int:
-    return zlib.crc32(f"{seed}:{name}".encode())
+def _seed(*parts: object) -> int:
+    return zlib.crc32(":".join(map(str, parts)).encode())
+
+
+class TownshipModel:
+    """Every firm meter's counter as a function of time, from the local midnight of `start` on."""
+
+    def __init__(self, policy: Policy, start: dt.date, seed: int = 1) -> None:
+        self.policy, self.seed = policy, seed
+        self.plan, self.cal = Plan(policy), Calendar(policy.township.timezone)
+        self.origin: Micros = self.cal.day_start(start)
+        self.meters = {m.id: m for m in policy.meters if m.firm is not None}
+        self.firms = {f.id: f for f in policy.firms}
+        self._faults = {(m.firm, m.day, m.kind): m for m in default_misbehaviour(policy)}
+        self._per_firm = {fid: sum(1 for m in self.meters.values() if m.firm == fid) for fid in self.firms}
+        # per meter: (minutes accounted since origin, multiplied kWh at that minute's end)
+        self._state = {m: (0, random.Random(_seed(seed, m)).uniform(10_000.0, 90_000.0)) for m in self.meters}
+        self._targets: dict[tuple[str, dt.date], float] = {}
+
+    def counter(self, meter_id: str, t: Micros) -> float:
+        """The meter's own counter (kWh, divided by its multiplier) at `t`."""
+        meter = self.meters[meter_id]
+        minute = max(0, (t - self.origin) // _MINUTE)
+        done, energy = self._state[meter_id]
+        if minute < done:  # the past: recompute from the origin
+            done, energy = 0, random.Random(_seed(self.seed, meter_id)).uniform(10_000.0, 90_000.0)
+        while done < minute:
+            energy = self._after_minute(meter, done, energy)
+            done += 1
+        self._state[meter_id] = (done, energy)
+        partial = max(0, t - self.origin - minute * _MINUTE) / _MINUTE
+        now = energy + self._minute_kwh(meter, minute) * partial
+        return now / meter.multiplier
+
+    def power_kw(self, meter_id: str, t: Micros) -> float:
+        """The meter's own power reading (kW, divided by its multiplier) at `t`: this minute's mean."""
+        meter = self.meters[meter_id]
+        minute = max(0, (t - self.origin) // _MINUTE)
+        return self._minute_kwh(meter, minute) * 60.0 / meter.multiplier
+
+    def silent(self, meter_id: str, t: Micros) -> bool:
+        """The meter answers nothing at `t` (its deliberate outage)."""
+        meter = self.meters[meter_id]
+        local = self.cal.local(t)
+        fault = self._faults.get((meter.firm or "", local.date(), "silent"))
+        hour = local.hour + local.minute / 60
+        return fault is not None and fault.hour <= hour < fault.hour + fault.factor
+
+    def _after_minute(self, meter: Meter, minute: int, energy: float) -> float:
+        local = self.cal.local(self.origin + minute * _MINUTE)
+        replaced = self._faults.get((meter.firm or "", local.date(), "meter_replaced"))
+        if replaced is not None and local.hour + local.minute / 60 == replaced.hour:
+            energy = random.Random(_seed(self.seed, meter.id, "new")).uniform(0.0, 5.0) * meter.multiplier
+        return energy + self._minute_kwh(meter, minute)
+
+    def _minute_kwh(self, meter: Meter, minute: int) -> float:
+        local = self.cal.local(self.origin + minute * _MINUTE)
+        firm = self.firms[meter.firm or ""]
+        key = (firm.id, local.date())
+        target = self._targets.get(key)
+        if target is None:
+            target = self._targets[key] = self._day_target(firm, local.date()) / max(1, self._per_firm[firm.id])
+        noise = random.Random(_seed(self.seed, meter.id, minute)).uniform(0.85, 1.15)
+        return target * _SHAPE[local.hour] / _SHAPE_SUM / 60.0 * noise
+
+    def _day_target(self, firm: Firm, day: dt.date) -> float:
+        if (run := self._faults.get((firm.id, day, "run_off_day"))) is not None:
+            return _running_kwh(self.policy, firm, day) * run.factor
+        if (over := self._faults.get((firm.id, day, "overdraw"))) is not None:
+            return (firm.daily_limit_kwh or _running_kwh(self.policy, firm, day)) * over.factor
+        return firm_day_kwh(self.policy, firm, day, self.plan)
 
 
 def counters(policy: Policy, start: dt.date, days: int, step_s: int = 60, seed: int = 1) -> Iterator[Reading]:
-    """Every meter's counter every `step_s` seconds of local days `start` .. `start + days - 1`, in time order."""
-    plan, cal = Plan(policy), Calendar(policy.township.timezone)
-    faults = {(m.firm, m.day, m.kind): m for m in default_misbehaviour(policy)}
-    firms = {f.id: f for f in policy.firms}
-    meters = [m for m in policy.meters if m.firm is not None]
-    per_firm = {fid: sum(1 for m in meters if m.firm == fid) for fid in firms}
-    rngs = {m.id: random.Random(_seed(seed, m.id)) for m in meters}
-    energy = {m.id: rngs[m.id].uniform(10_000.0, 90_000.0) for m in meters}  # multiplied kWh
-    t0 = cal.day_start(start)
-    t_end = cal.day_start(start + dt.timedelta(days=days))
-    step: Micros = step_s * MICROS_PER_S
-    for meter in meters:  # every counter as the first day begins: the baselines
-        yield Reading(meter.id, t0, round(energy[meter.id] / meter.multiplier, 2))
-    targets: dict[tuple[str, dt.date], float] = {}
-    t = t0 + step
-    while t <= t_end:
-        local = cal.local(t - step // 2)
-        day, hour = local.date(), local.hour + local.minute / 60
-        for meter in meters:
-            firm = firms[meter.firm or ""]
-            key = (firm.id, day)
-            if key not in targets:
-                targets[key] = _target(policy, firm, day, faults, plan) / max(1, per_firm[firm.id])
-            rng = rngs[meter.id]
-            share = _SHAPE[local.hour] / _SHAPE_SUM * step_s / 3600.0
-            energy[meter.id] += targets[key] * share * rng.uniform(0.85, 1.15)
-            replaced = faults.get((firm.id, day, "meter_replaced"))
-            if replaced is not None and hour - step_s / 3600 < replaced.hour <= hour:
-                energy[meter.id] = rng.uniform(0.0, 5.0) * meter.multiplier
-            silent = faults.get((firm.id, day, "silent"))
-            if silent is not None and silent.hour <= hour < silent.hour + silent.factor:
-                continue
-            yield Reading(meter.id, t, round(energy[meter.id] / meter.multiplier, 2))
+    """Every meter's reading every `step_s` seconds of local days `start` .. `start + days - 1`, in time order
+    (counters to 0.01 kWh, as meters report them); a silent meter yields nothing."""
+    model = TownshipModel(policy, start, seed)
+    end = model.cal.day_start(start + dt.timedelta(days=days))
+    t, step = model.origin, step_s * MICROS_PER_S
+    while t <= end:
+        for meter_id in model.meters:
+            if not model.silent(meter_id, t):
+                yield Reading(meter_id, t, round(model.counter(meter_id, t), 2))
         t += step
 
 
 def to_jsonl(reading: Reading, cal: Calendar) -> str:
     return json.dumps({"meter": reading.meter, "ts": cal.isoformat(reading.t), "energy_kwh": reading.energy_kwh})
-
-
-def _target(
-    policy: Policy, firm: Firm, day: dt.date, faults: dict[tuple[str, dt.date, str], Misbehaviour], plan: Plan
-) -> float:
-    normal = firm_day_kwh(policy, firm, day, plan)
-    if (run := faults.get((firm.id, day, "run_off_day"))) is not None:
-        return _running_kwh(policy, firm, day) * run.factor
-    if (over := faults.get((firm.id, day, "overdraw"))) is not None:
-        return (firm.daily_limit_kwh or normal) * over.factor
-    return normal

@@ -1,0 +1,196 @@
+"""The engine's journal: every accepted reading and operator action, in order, with what it produced.
+
+`record_reading` turns one ingest into an event (the reading, the ids it raised, the orders it issued) plus its
+outbox rows, appended in one transaction. `restore` rebuilds the engine after a restart from the latest
+snapshot and the events after it. Because the core is deterministic, replaying a reading raises the same
+alerts it raised live; those are not sent again. Each event also carries what it raised and ordered, and
+that record wins: a policy changed between two runs never un-raises an alert or drops an order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import pickle
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+from quotad import __version__
+from quotad.alerts import Alert, Lift, Order
+from quotad.config.policy import Policy
+from quotad.engine import Engine
+from quotad.outputs import EnergyPoints, Message, alert_line, alert_message, line, order_line, order_message
+from quotad.readings import Reading
+from quotad.store import Store
+
+__all__ = ["Journal", "order_from_json", "policy_fingerprint"]
+
+log = logging.getLogger(__name__)
+SNAPSHOT_EVERY = 20_000  # events between snapshots
+
+
+def policy_fingerprint(policy: Policy) -> str:
+    return hashlib.sha256(policy.model_dump_json().encode()).hexdigest()[:16]
+
+
+def order_to_json(order: Order) -> dict[str, Any]:
+    return asdict(order)
+
+
+def order_from_json(data: dict[str, Any]) -> Order:
+    lifted = data.get("lifted")
+    return Order(**{**data, "lifted": Lift(**lifted) if lifted else None})
+
+
+class Journal:
+    """The engine of one township, kept durable in `store`."""
+
+    def __init__(self, store: Store, policy: Policy, prefix: str | None, influx: bool) -> None:
+        self.store, self.policy, self.prefix, self.influx = store, policy, prefix, influx
+        self.engine = Engine(policy)
+        self.points = EnergyPoints(policy.township.id)
+        self.last_event = 0
+        self.meter_firm = {m.id: m.firm for m in policy.meters}
+
+    # -- live ----------------------------------------------------------------------------------
+
+    def record_reading(self, reading: Reading) -> list[Alert]:
+        """Ingest `reading` and make it durable with everything it produced; [] if it was not newer."""
+        engine = self.engine
+        before = engine.ledger.meters[reading.meter].last_t if reading.meter in engine.ledger.meters else None
+        orders_before = dict(engine.orders)
+        alerts = engine.ingest(reading)
+        meter = engine.ledger.meters[reading.meter]
+        if meter.last_t == before:
+            return []  # a duplicate or an older reading: nothing happened
+        new_orders = [o for f, o in engine.orders.items() if orders_before.get(f) is not o]
+        body = {
+            "reading": [reading.meter, reading.t, reading.energy_kwh, reading.power_kw],
+            "raised": [a.id for a in alerts],
+            "orders": [order_to_json(o) for o in new_orders],
+        }
+        self.last_event = self.store.append("reading", body, self._outbox(reading, alerts, new_orders))
+        self._maybe_snapshot()
+        return alerts
+
+    def record_lift(self, firm: str, by: str, reason: str, at: str) -> Order:
+        order = self.engine.lift(firm, by, reason, at)
+        t = self.engine.now or 0
+        outbox: list[tuple[str, str, str]] = []
+        if self.prefix is not None:
+            outbox.append(("mqtt", "order", order_message(self.prefix, self.policy.township.id, order).to_json()))
+        if self.influx:
+            outbox.append(("influx", "cutoff_order", order_line(self.policy.township.id, order, t)))
+        self.last_event = self.store.append("lift", {"firm": firm, "by": by, "reason": reason, "at": at}, outbox)
+        return order
+
+    def record_notice(self, key: str, message: Message | None) -> bool:
+        """Send a notice once: False if the notice `key` was already sent (by this run or an earlier one)."""
+        if self.store.get(f"notice:{key}") is not None:
+            return False
+        outbox = [("mqtt", "notice", message.to_json())] if message is not None and self.prefix is not None else []
+        self.last_event = self.store.append("notice", {"key": key}, outbox)
+        self.store.put(f"notice:{key}", "sent")
+        return True
+
+    def _outbox(self, reading: Reading, alerts: Sequence[Alert], orders: Sequence[Order]) -> list[tuple[str, str, str]]:
+        township = self.policy.township.id
+        rows: list[tuple[str, str, str]] = []
+        if self.prefix is not None:
+            rows += [("mqtt", "alert", alert_message(self.prefix, a).to_json()) for a in alerts]
+            rows += [("mqtt", "order", order_message(self.prefix, township, o).to_json()) for o in orders]
+        if self.influx:
+            rows += [("influx", "quota_alert", alert_line(a)) for a in alerts]
+            rows += [("influx", "cutoff_order", order_line(township, o, reading.t)) for o in orders]
+            rows += [("influx", "meter_reading", self._reading_line(reading))]
+            rows += self._energy_lines(reading)
+        return rows
+
+    def _reading_line(self, reading: Reading) -> str:
+        meter = self.engine.ledger.meters[reading.meter]
+        tags = {"township": self.policy.township.id, "firm": meter.firm or "township", "meter": reading.meter}
+        power = reading.power_kw * meter.factor / 1000 if reading.power_kw is not None else None
+        return line("meter_reading", tags, {"energy_kwh": meter.last_wh / 1000, "power_kw": power}, reading.t)
+
+    def _energy_lines(self, reading: Reading) -> list[tuple[str, str, str]]:
+        engine, t = self.engine, reading.t
+        day = engine.calendar.day_of(t)
+        rows = []
+        firm = self.meter_firm.get(reading.meter)
+        if firm is not None and self.points.due(firm, t):
+            day_wh = engine.ledger.firm_day_wh(firm, day)
+            month_wh = engine.ledger.firm_month_wh(firm, (day.year, day.month))
+            point = self.points.firm(firm, t, day_wh / 1000, month_wh / 1000, self._limit(firm, day))
+            rows.append(("influx", "firm_energy", point))
+        if self.points.due("township", t):
+            total = engine.ledger.township_day_wh(day) / 1000
+            point = self.points.total(t, total, engine.plan.control.cap_kwh(day), None)
+            rows.append(("influx", "township_energy", point))
+        return rows
+
+    def _limit(self, firm_id: str, day: Any) -> float | None:
+        firm = self.engine.firms[firm_id]
+        if firm.daily_limit_kwh is not None:
+            return firm.daily_limit_kwh
+        if firm.kind == "general" and day in self.engine.plan.control:
+            return float(self.engine.rules.month_quota(firm, day.year, day.month)[0])
+        return None
+
+    # -- after a restart -----------------------------------------------------------------------
+
+    def restore(self) -> int:
+        """Rebuild the engine from the latest snapshot and the events after it; returns events replayed."""
+        start = self._load_snapshot()
+        replayed = 0
+        for event in self.store.events(after=start):
+            self._replay(event.kind, event.body)
+            self.last_event = event.seq
+            replayed += 1
+        return replayed
+
+    def _replay(self, kind: str, body: dict[str, Any]) -> None:
+        engine = self.engine
+        if kind == "reading":
+            meter, t, energy, power = body["reading"]
+            if meter in engine.ledger.meters:
+                engine.ingest(Reading(meter, t, energy, power))
+            engine.raised.update(body["raised"])  # what was raised stays raised
+            for data in body["orders"]:
+                order = order_from_json(data)
+                if engine.orders.get(order.firm) != order:
+                    engine.orders[order.firm] = order
+                    engine.forget_firm(order.firm)
+            self.points.due(self.meter_firm.get(meter) or "", t)
+            self.points.due("township", t)
+        elif kind == "lift":
+            standing = engine.orders.get(body["firm"])
+            if standing is not None and standing.lifted is None:
+                engine.lift(body["firm"], body["by"], body["reason"], body["at"])
+
+    def _load_snapshot(self) -> int:
+        saved = self.store.latest_snapshot()
+        if saved is None:
+            return 0
+        event, version, blob = saved
+        if version != self._snapshot_version():
+            log.info("state snapshot is from another version or policy: rebuilding from the journal")
+            return 0
+        try:
+            self.engine, self.points = pickle.loads(blob)  # our own state file, mode 0600
+        except Exception as exc:  # a damaged snapshot costs a full replay, never the state
+            log.warning("state snapshot unreadable (%s): rebuilding from the journal", exc)
+            self.engine, self.points = Engine(self.policy), EnergyPoints(self.policy.township.id)
+            return 0
+        return event
+
+    def _maybe_snapshot(self) -> None:
+        if self.last_event % SNAPSHOT_EVERY == 0:
+            self.snapshot()
+
+    def snapshot(self) -> None:
+        blob = pickle.dumps((self.engine, self.points), protocol=pickle.HIGHEST_PROTOCOL)
+        self.store.save_snapshot(self.last_event, self._snapshot_version(), blob)
+
+    def _snapshot_version(self) -> str:
+        return f"{__version__}:{policy_fingerprint(self.policy)}"

@@ -1,0 +1,177 @@
+"""Durable state under `state_dir`: an ordered event log, engine snapshots, and one outbox per sink.
+
+SQLite in WAL mode. Every accepted reading (and every operator action) is appended to `events` in the
+same transaction as the outbox rows it produced, so after a crash at any moment either both are there or
+neither. The engine is pure and deterministic: replaying the log after the latest snapshot rebuilds
+exactly the state (totals, raised ids, orders) an uninterrupted run has. Sinks deliver their outbox in
+order and delete only what was acknowledged; each sink has its own queue, so one outage never holds back
+the other.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import stat
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Event", "OutboxItem", "Store"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,              -- 'reading' | 'lift'
+    body TEXT NOT NULL               -- JSON
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    sink TEXT NOT NULL,              -- 'mqtt' | 'influx'
+    key TEXT NOT NULL,               -- mqtt: topic; influx: measurement
+    body TEXT NOT NULL,              -- mqtt: {"payload", "retain"}; influx: a line of line protocol
+    event INTEGER                    -- the event that produced it
+);
+CREATE INDEX IF NOT EXISTS outbox_sink ON outbox (sink, seq);
+CREATE TABLE IF NOT EXISTS snapshots (
+    event INTEGER PRIMARY KEY,       -- the last event folded into the snapshot
+    version TEXT NOT NULL,
+    blob BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS requests (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    body TEXT NOT NULL,              -- an operator's request for the running daemon
+    done TEXT                        -- its outcome, JSON, once handled
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class Event:
+    seq: int
+    kind: str
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    seq: int
+    key: str
+    body: str
+
+
+class Store:
+    def __init__(self, state_dir: Path) -> None:
+        make_private_dir(state_dir)
+        self.path = state_dir / "quotad.db"
+        self.db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")  # durable against a killed process; WAL keeps it consistent
+        self.db.executescript(_SCHEMA)
+        os.chmod(self.path, 0o600)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- the log -------------------------------------------------------------------------------
+
+    def append(self, kind: str, body: dict[str, Any], outbox: Sequence[tuple[str, str, str]] = ()) -> int:
+        """Append one event and its outbox rows (sink, key, body) atomically; returns the event's seq."""
+        with self._transaction():
+            cursor = self.db.execute("INSERT INTO events (kind, body) VALUES (?, ?)", (kind, _dumps(body)))
+            seq = cursor.lastrowid
+            assert seq is not None
+            self.db.executemany(
+                "INSERT INTO outbox (sink, key, body, event) VALUES (?, ?, ?, ?)",
+                [(sink, key, item, seq) for sink, key, item in outbox],
+            )
+        return seq
+
+    def events(self, after: int = 0) -> Iterator[Event]:
+        cursor = self.db.execute("SELECT seq, kind, body FROM events WHERE seq > ? ORDER BY seq", (after,))
+        for seq, kind, body in cursor:
+            yield Event(seq, kind, json.loads(body))
+
+    def last_event(self) -> int:
+        row = self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
+        return int(row[0])
+
+    # -- snapshots -----------------------------------------------------------------------------
+
+    def save_snapshot(self, event: int, version: str, blob: bytes) -> None:
+        with self._transaction():
+            self.db.execute(
+                "INSERT OR REPLACE INTO snapshots (event, version, blob) VALUES (?, ?, ?)", (event, version, blob)
+            )
+            self.db.execute("DELETE FROM snapshots WHERE event < ?", (event,))
+
+    def latest_snapshot(self) -> tuple[int, str, bytes] | None:
+        row = self.db.execute("SELECT event, version, blob FROM snapshots ORDER BY event DESC LIMIT 1").fetchone()
+        return (int(row[0]), str(row[1]), bytes(row[2])) if row else None
+
+    # -- outboxes ------------------------------------------------------------------------------
+
+    def pending(self, sink: str, limit: int = 500) -> list[OutboxItem]:
+        rows = self.db.execute("SELECT seq, key, body FROM outbox WHERE sink = ? ORDER BY seq LIMIT ?", (sink, limit))
+        return [OutboxItem(int(s), str(k), str(b)) for s, k, b in rows]
+
+    def acknowledge(self, sink: str, seqs: Sequence[int]) -> None:
+        with self._transaction():
+            self.db.executemany("DELETE FROM outbox WHERE sink = ? AND seq = ?", [(sink, s) for s in seqs])
+
+    def backlog(self, sink: str) -> int:
+        return int(self.db.execute("SELECT COUNT(*) FROM outbox WHERE sink = ?", (sink,)).fetchone()[0])
+
+    # -- operator requests and small values ----------------------------------------------------
+
+    def request(self, body: dict[str, Any]) -> int:
+        cursor = self.db.execute("INSERT INTO requests (body) VALUES (?)", (_dumps(body),))
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    def open_requests(self) -> list[tuple[int, dict[str, Any]]]:
+        rows = self.db.execute("SELECT id, body FROM requests WHERE done IS NULL ORDER BY id")
+        return [(int(i), json.loads(b)) for i, b in rows]
+
+    def finish_request(self, request: int, outcome: dict[str, Any]) -> None:
+        self.db.execute("UPDATE requests SET done = ? WHERE id = ?", (_dumps(outcome), request))
+
+    def outcome(self, request: int) -> dict[str, Any] | None:
+        row = self.db.execute("SELECT done FROM requests WHERE id = ?", (request,)).fetchone()
+        return json.loads(row[0]) if row and row[0] is not None else None
+
+    def get(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return str(row[0]) if row else None
+
+    def put(self, key: str, value: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self.db)
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, kind: object, value: object, traceback: object) -> None:
+        self.db.execute("COMMIT" if kind is None else "ROLLBACK")
+
+
+def make_private_dir(path: Path) -> None:
+    """Create `path` 0700 (parents as needed); tighten it if it exists with wider permissions."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        os.chmod(path, 0o700)
+
+
+def _dumps(body: dict[str, Any]) -> str:
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"))

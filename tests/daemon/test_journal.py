@@ -1,0 +1,127 @@
+"""The journal: a crash at any moment, then a restart, gives what an uninterrupted run gives."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from quotad import journal as journal_module
+from quotad.config.load import load
+from quotad.journal import Journal
+from quotad.meters.feed import counters
+from quotad.outputs import Message
+from quotad.store import Store
+
+ROOT = Path(__file__).resolve().parents[2]
+POLICY = load(ROOT / "config" / "township.toml").policy
+FEED = list(counters(POLICY, dt.date(2010, 10, 20), 2, step_s=600, seed=3))
+
+
+def uninterrupted(tmp: Path) -> tuple[list[str], Journal]:
+    journal = Journal(Store(tmp / "straight"), POLICY, prefix="quotad", influx=True)
+    ids = [a.id for r in FEED for a in journal.record_reading(r)]
+    return ids, journal
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[str], Journal]:
+    return uninterrupted(tmp_path_factory.mktemp("reference"))
+
+
+def outbox_ids(store: Store) -> list[str]:
+    return [
+        __import__("json").loads(Message.from_json(item.body).payload)["id"]
+        for item in store.pending("mqtt", 100_000)
+        if "/alerts/" in Message.from_json(item.body).topic
+    ]
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(crashes=st.lists(st.integers(min_value=1, max_value=len(FEED) - 1), min_size=1, max_size=4, unique=True),
+       snapshot_every=st.sampled_from([7, 100, 10**9]))  # fmt: skip
+def test_crash_anywhere_then_restart_equals_uninterrupted(
+    tmp_path_factory: pytest.TempPathFactory,
+    reference: tuple[list[str], Journal],
+    crashes: list[int],
+    snapshot_every: int,
+) -> None:
+    expected_ids, straight = reference
+    state = tmp_path_factory.mktemp("crashy")
+    journal_module.SNAPSHOT_EVERY = snapshot_every
+    try:
+        journal = Journal(Store(state), POLICY, prefix="quotad", influx=True)
+        raised: list[str] = []
+        for n, reading in enumerate(FEED):
+            if n in crashes:  # the process dies: only the store survives
+                journal.store.close()
+                journal = Journal(Store(state), POLICY, prefix="quotad", influx=True)
+                journal.restore()
+            raised += [a.id for a in journal.record_reading(reading)]
+    finally:
+        journal_module.SNAPSHOT_EVERY = 20_000
+    assert raised == expected_ids  # every alert once, in the same order
+    assert outbox_ids(journal.store) == expected_ids  # and each put in the outbox exactly once
+    assert journal.engine.orders == straight.engine.orders
+    assert journal.engine.ledger.firm_day == straight.engine.ledger.firm_day
+    assert journal.engine.ledger.township_day == straight.engine.ledger.township_day
+    assert journal.engine.raised == straight.engine.raised
+
+
+def test_restore_keeps_history_when_the_policy_changes(tmp_path: Path) -> None:
+    journal = Journal(Store(tmp_path), POLICY, prefix="quotad", influx=False)
+    ids = [a.id for r in FEED for a in journal.record_reading(r)]
+    orders = dict(journal.engine.orders)
+    assert orders  # the example township's feed provokes cutoffs
+    looser = POLICY.model_copy(update={"township": POLICY.township.model_copy(update={"daily_cap_kwh": 10**7})})
+    restarted = Journal(Store(tmp_path), looser, prefix="quotad", influx=False)
+    restarted.restore()
+    assert restarted.engine.orders == orders
+    assert set(ids) <= restarted.engine.raised
+
+
+def test_lift_is_journaled_and_survives_restart(tmp_path: Path) -> None:
+    journal = Journal(Store(tmp_path), POLICY, prefix="quotad", influx=True)
+    for reading in FEED:
+        journal.record_reading(reading)
+    firm = sorted(journal.engine.cut_off())[0]
+    journal.record_lift(firm, by="operator", reason="复核后解除", at="2010-10-21T09:00:00+08:00")
+    messages = [Message.from_json(i.body) for i in journal.store.pending("mqtt", 100_000)]
+    assert messages[-1].topic == f"quotad/xx-town/orders/{firm}"
+    assert messages[-1].payload == ""  # the retained order is cleared
+    assert messages[-1].retain
+    lines = [i.body for i in journal.store.pending("influx", 100_000)]
+    assert lines[-1].startswith(f"cutoff_order,firm={firm},township=xx-town ")
+    assert "lifted=true" in lines[-1]
+    assert 'reason="复核后解除"' in lines[-1]
+    restarted = Journal(Store(tmp_path), POLICY, prefix="quotad", influx=True)
+    restarted.restore()
+    lifted = restarted.engine.orders[firm].lifted
+    assert lifted is not None
+    assert lifted.reason == "复核后解除"
+    assert firm not in restarted.engine.cut_off()
+
+
+def test_state_dir_is_private(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    Store(state).close()
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700
+    assert stat.S_IMODE((state / "quotad.db").stat().st_mode) == 0o600
+    os.chmod(state, 0o755)
+    Store(state).close()
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700
+
+
+def test_notices_are_sent_once(tmp_path: Path) -> None:
+    journal = Journal(Store(tmp_path), POLICY, prefix="quotad", influx=False)
+    message = Message("quotad/xx-town/notices", "明日安排", retain=False)
+    assert journal.record_notice("rota:2010-10-21", message)
+    assert not journal.record_notice("rota:2010-10-21", message)
+    again = Journal(Store(tmp_path), POLICY, prefix="quotad", influx=False)
+    assert not again.record_notice("rota:2010-10-21", message)
+    assert len(journal.store.pending("mqtt")) == 1
