@@ -56,7 +56,34 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--days", type=int, default=1, help="number of days (default 1)")
     p.add_argument("--step", type=int, default=60, help="seconds between readings (default 60)")
     p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    p = with_config("simulate", "serve the policy's simulated township: its Modbus gateways and MQTT meters")
+    p.add_argument("--start", type=dt.datetime.fromisoformat, help="simulated start (default: [clock] start)")
+    p.add_argument("--speed", type=float, help="simulated seconds per real second (default: [clock] speed, or 1)")
+    p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    with_config("run", "the daemon, in the foreground (systemd Type=notify); SIGHUP reloads, SIGTERM stops")
+    p = sub.add_parser("order", help="cutoff orders", description="cutoff orders")
+    order_sub = p.add_subparsers(dest="order_command", required=True, metavar="ACTION")
+    p = order_sub.add_parser("lift", help="lift a standing cutoff order (recorded: who, when, why)")
+    p.add_argument("firm", help="the firm's id")
+    p.add_argument("--reason", required=True, help="why the order is lifted")
+    _config_option(p)
+    p = with_config("alerts", "print alerts as they arrive, in readable Chinese")
+    p.add_argument("--follow", action="store_true", help="keep printing until interrupted (the default)")
+    p.add_argument("--severity", choices=("notice", "warning", "violation", "breach"))
+    p.add_argument("--firm", help="only this firm's alerts ('township' for township alerts)")
+    p.add_argument("--json", action="store_true", help="the alert payloads, one per line")
+    with_config("status", "today's schedule, the township against its cap, each firm, the standing orders")
+    p = sub.add_parser("demo", help="the example township enforced live, for a first look")
+    p.add_argument("--speed", type=float, default=720.0, help="simulated seconds per real second (default 720)")
+    p.add_argument("--days", type=int, default=2, help="simulated days to run (default 2)")
     return parser
+
+
+def _config_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "-c", "--config", type=Path, default=Path(os.environ.get("QUOTAD_CONFIG", _DEFAULT_CONFIG)),
+        help=f"the daemon file (default: $QUOTAD_CONFIG or {_DEFAULT_CONFIG})",
+    )  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -65,6 +92,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "check-config":
             return _check_config(args.config)
+        if args.command == "demo":
+            from quotad.demo import demo
+
+            return demo(args.speed, args.days)
         loaded = load(args.config)
         if args.command == "schedule":
             return _schedule(loaded, args.start, args.days, args.json)
@@ -72,6 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _replay(loaded, args.readings, args.format == "text")
         if args.command == "feed":
             return _feed(loaded, args.start, args.days, args.step, args.seed)
+        return _shell(args, loaded)
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
@@ -82,6 +114,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         sys.stderr.close()  # output piped into `head`: not an error
         return 0
+    return 2
+
+
+def _shell(args: argparse.Namespace, loaded: Loaded) -> int:
+    """The commands that talk to meters, brokers and databases (imported only when used)."""
+    if args.command == "simulate":
+        from quotad.meters.run import simulate
+
+        return simulate(loaded, args.start, args.speed, args.seed)
+    if args.command == "run":
+        from quotad.daemon import run
+
+        return run(loaded, args.config)
+    if args.command == "order":
+        from quotad.orders import lift
+
+        print(lift(loaded, args.firm, args.reason))
+        return 0
+    if args.command == "alerts":
+        from quotad.inspect import follow_alerts
+
+        return follow_alerts(loaded, args.severity, args.firm, args.json)
+    if args.command == "status":
+        from quotad.inspect import show_status
+
+        return show_status(loaded)
     return 2
 
 

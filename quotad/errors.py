@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["ConfigError", "Problem", "QuotadError", "ReadingError"]
+__all__ = ["ConfigError", "DecodeError", "MeterError", "Problem", "QuotadError", "ReadingError"]
 
 
 class QuotadError(Exception):
@@ -35,3 +35,14 @@ class ConfigError(QuotadError):
 
 class ReadingError(QuotadError):
     """A reading that cannot be accepted (malformed, unknown meter, impossible value)."""
+
+
+class MeterError(QuotadError):
+    """A meter that cannot be read: no connection, no answer, an exception response, an unusable value."""
+
+
+class DecodeError(MeterError):
+    """Register words that do not hold a value: wrong count, NaN/inf, or the meter's 'no value' sentinel.
+
+    Never decoded to 0: a sentinel read as 0 would corrupt an energy counter.
+    """

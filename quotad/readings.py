@@ -20,6 +20,7 @@ from quotad.schedule.calendar import MICROS_PER_S, Micros, to_micros
 __all__ = ["Reading", "parse_csv_lines", "parse_jsonl_line", "parse_record", "parse_ts"]
 
 _INF = math.inf
+_EPOCH_MIN_S, _EPOCH_MAX_S = 0, 32_503_680_000  # 1970-01-01 .. 3000-01-01
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _ONE_US = dt.timedelta(microseconds=1)
 _last_ts: list[Any] = [None, 0]  # the last ISO timestamp parsed on the fast path, and its value
@@ -56,8 +57,8 @@ def parse_ts(value: Any) -> Micros:
         msg = f"ts: expected a timestamp, got {value!r}"
         raise ReadingError(msg)
     if isinstance(value, int | float):
-        if not math.isfinite(value):
-            msg = f"ts: not a finite number: {value!r}"
+        if not math.isfinite(value) or not _EPOCH_MIN_S <= value <= _EPOCH_MAX_S:
+            msg = f"ts: not a time between 1970 and 3000: {value!r}"
             raise ReadingError(msg)
         return round(value * MICROS_PER_S) if isinstance(value, float) else value * MICROS_PER_S
     if not isinstance(value, str):

@@ -134,3 +134,12 @@ def rules_of(alerts: Iterable[Alert]) -> list[tuple[str, str, float | None, str]
 @pytest.fixture
 def policy() -> Policy:
     return make_policy()
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now (the OS picks it)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -83,9 +83,26 @@ def load_policy(
     except ValidationError as exc:
         problems += [doc.problem(err["loc"], _message(err)) for err in exc.errors()]
     problems += [doc.problem(loc, message) for loc, message in cross_check(raw)]
+    problems += [doc.problem(loc, message) for loc, message in _template_findings(raw)]
     if problems or policy is None:
         raise ConfigError(_dedupe(problems))
     return policy
+
+
+def _template_findings(raw: dict[str, Any]) -> list[tuple[Loc, str]]:
+    """Each Modbus meter names a device template that exists (the templates are files of the package)."""
+    from quotad.meters.templates import template_names
+
+    known = template_names()
+    meters = raw.get("meters")
+    found: list[tuple[Loc, str]] = []
+    for i, meter in enumerate(meters if isinstance(meters, list) else []):
+        modbus = meter.get("modbus") if isinstance(meter, dict) else None
+        name = modbus.get("template") if isinstance(modbus, dict) else None
+        if isinstance(name, str) and name not in known:
+            message = f"unknown template {name!r} (known: {', '.join(known)})"
+            found.append((("meters", i, "modbus", "template"), message))
+    return found
 
 
 def _load_daemon(path: Path, raw: dict[str, Any], index: PositionIndex, env: dict[str, str]) -> Loaded:

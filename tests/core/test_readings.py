@@ -82,7 +82,9 @@ def test_fast_path_is_taken_for_the_common_shape() -> None:
         ('{"meter": "a", "ts": "2010-10-20T00:00:00+08:00", "energy_kwh": "x"}', "not a number"),
         ('{"meter": "a", "ts": "2010-10-20T00:00:00+08:00", "energy_kwh": true}', "expected a number"),
         ('{"meter": "a", "ts": true, "energy_kwh": 1}', "ts"),
-        ('{"meter": "a", "ts": 1e400, "energy_kwh": 1}', "finite"),
+        ('{"meter": "a", "ts": 1e400, "energy_kwh": 1}', "between 1970 and 3000"),
+        ('{"meter": "a", "ts": 1e308, "energy_kwh": 1}', "between 1970 and 3000"),  # overflowed before
+        ('{"meter": "a", "ts": -5, "energy_kwh": 1}', "between 1970 and 3000"),
     ],
 )
 def test_malformed_readings_say_why(line: str, error: str) -> None:

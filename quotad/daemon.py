@@ -1,0 +1,334 @@
+"""`quotad run`: the daemon. Meters in, the same core as `replay`, alerts and points out, nothing lost.
+
+One asyncio loop. Sources (Modbus poller, MQTT meters) put readings on a queue; the ingest loop hands each to
+the journal (engine + durable log + outboxes, one transaction); the sinks deliver the outboxes; apscheduler's
+asyncio scheduler runs the timed work on a one-second tick (day rollover, notices, statuses, operators'
+requests, the systemd watchdog) and snapshots. SIGHUP reloads the policy (a broken one is refused and the
+running one kept); SIGTERM stops cleanly: the outboxes flushed as far as the peers allow, `offline` said.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import fcntl
+import logging
+import signal
+import time
+from pathlib import Path
+from typing import IO
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
+
+from quotad.clock import Clock, shared_anchor
+from quotad.config.daemon import read_secret
+from quotad.config.load import Loaded, load
+from quotad.errors import ConfigError, QuotadError, ReadingError
+from quotad.journal import Journal
+from quotad.meters.modbus import ModbusPoller
+from quotad.meters.mqtt import MqttMeters, meter_topics
+from quotad.notify import notify, watchdog_interval_s
+from quotad.outputs import Message, topic
+from quotad.readings import Reading
+from quotad.schedule.calendar import MICROS_PER_S, to_micros
+from quotad.sinks import InfluxSink, MqttSink
+from quotad.status import residents_notice, rota_notice, status_messages
+from quotad.store import Store
+
+__all__ = ["Daemon", "DaemonLock"]
+
+log = logging.getLogger(__name__)
+FUTURE_LIMIT = 5 * 60 * MICROS_PER_S  # a reading stamped further ahead of the clock is refused
+_STATUS_MIN_S, _STATUS_MAX_S = 5.0, 300.0
+
+
+class DaemonLock:
+    """`state_dir/daemon.lock`, held (flock) while a daemon runs on that state directory."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / "daemon.lock"
+        self._handle: IO[str] | None = None
+
+    def acquire(self) -> bool:
+        handle = self.path.open("a")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            return False
+        self._handle = handle
+        return True
+
+    def release(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+
+class Daemon:
+    def __init__(self, loaded: Loaded, config_path: Path) -> None:
+        if loaded.daemon is None:
+            msg = f"{config_path} is a policy file: `quotad run` needs the daemon file that names it"
+            raise QuotadError(msg)
+        self.loaded, self.config_path, self.settings = loaded, config_path, loaded.daemon
+        self.store = Store(self.settings.state_dir)
+        self.lock = DaemonLock(self.settings.state_dir)
+        if not self.lock.acquire():
+            msg = f"another quotad runs on {self.settings.state_dir} (it holds {self.lock.path})"
+            raise QuotadError(msg)
+        self.clock = self._clock()
+        mqtt = self.settings.mqtt
+        self.prefix = mqtt.topic_prefix if mqtt else None
+        self.journal = Journal(self.store, loaded.policy, self.prefix, self.settings.influx is not None)
+        self.queue: asyncio.Queue[Reading] = asyncio.Queue(maxsize=100_000)
+        self.rejected: dict[str, int] = {}
+        self._status_sent: dict[str, tuple[str, float]] = {}
+        self._day: dt.date | None = None
+        self._stop = asyncio.Event()
+        self._reload = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.mqtt_sink: MqttSink | None = None
+        self.influx_sink: InfluxSink | None = None
+        self.meters_mqtt: MqttMeters | None = None
+        self.wakes = {"mqtt": asyncio.Event(), "influx": asyncio.Event()}
+
+    def _clock(self) -> Clock:
+        configured = self.settings.clock
+        if configured is None:
+            return Clock()
+        start = to_micros(configured.start)
+        return Clock(start, configured.speed, shared_anchor(self.settings.state_dir / "clock.json", start))
+
+    # -- life cycle ----------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        started = time.monotonic()
+        replayed = self.journal.restore()
+        log.info("state restored from %s: %d journal events replayed in %.2f s",
+                 self.store.path, replayed, time.monotonic() - started)  # fmt: skip
+        loop.add_signal_handler(signal.SIGTERM, self._stop.set)
+        loop.add_signal_handler(signal.SIGINT, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self._reload.set)
+        self._start_sinks()
+        self._start_sources(loop)
+        scheduler = AsyncIOScheduler()
+        scheduler.add_job(self._tick, "interval", seconds=1, max_instances=1, coalesce=True, id="tick")
+        scheduler.add_job(self.journal.snapshot, "interval", minutes=5, max_instances=1, coalesce=True, id="snapshot")
+        scheduler.start()
+        self._tasks.append(asyncio.create_task(self._ingest(), name="ingest"))
+        await self._ready()
+        while not self._stop.is_set():
+            waiters = [asyncio.create_task(self._stop.wait()), asyncio.create_task(self._reload.wait())]
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            for waiter in waiters:
+                waiter.cancel()
+            if self._reload.is_set() and not self._stop.is_set():
+                self._reload.clear()
+                self.reload()
+        scheduler.shutdown(wait=False)
+        await self._shutdown()
+        return 0
+
+    async def _ready(self) -> None:
+        if self.meters_mqtt is not None:
+            await asyncio.to_thread(self.meters_mqtt.wait_connected, 30.0)
+        if self.mqtt_sink is not None and self.prefix is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.mqtt_sink.connected.wait(), 10.0)
+            self.mqtt_sink.publish_now(Message(self._topic("daemon"), "online", retain=True))
+        notify("READY=1")
+        log.info("quotad serving %s: %d meters", self.journal.policy.township.id, len(self.journal.policy.meters))
+
+    def _start_sinks(self) -> None:
+        if self.settings.mqtt is not None and self.prefix is not None:
+            self.mqtt_sink = MqttSink(self.settings.mqtt, self.store, self._topic("daemon"))
+            self.mqtt_sink.start()
+            self._tasks.append(asyncio.create_task(self.mqtt_sink.deliver(self.wakes["mqtt"]), name="mqtt sink"))
+        if self.settings.influx is not None:
+            self.influx_sink = InfluxSink(self.settings.influx, self.store)
+            self._tasks.append(asyncio.create_task(self.influx_sink.deliver(self.wakes["influx"]), name="influx sink"))
+        for wake in self.wakes.values():
+            wake.set()
+
+    def _start_sources(self, loop: asyncio.AbstractEventLoop) -> None:
+        policy = self.journal.policy
+        poller = ModbusPoller(policy.meters, self.clock, self.queue.put_nowait)
+        if poller.gateways:
+            self._tasks.append(asyncio.create_task(poller.run(), name="modbus"))
+        mqtt_meters = [m for m in policy.meters if m.mqtt is not None]
+        settings = self.settings.mqtt
+        if mqtt_meters and settings is not None:
+            password = read_secret(settings.password_file).get_secret_value() if settings.password_file else None
+            self.meters_mqtt = MqttMeters(
+                meter_topics(mqtt_meters, settings.topic_prefix, policy.township.id),
+                settings.host, settings.port, policy.township.tz,
+                lambda reading: self._from_thread(loop, reading),
+                client_id=f"{settings.client_id}-meters", username=settings.username, password=password,
+                ca_file=settings.ca_file, keepalive_s=settings.keepalive_s, now=self.clock.now,
+            )  # fmt: skip
+            self.meters_mqtt.start()
+        elif mqtt_meters:
+            log.warning("%d MQTT meters but no [mqtt] section: they are not read", len(mqtt_meters))
+
+    def _from_thread(self, loop: asyncio.AbstractEventLoop, reading: Reading) -> None:
+        """Called by paho's network thread: hand the reading to the loop."""
+        loop.call_soon_threadsafe(self.queue.put_nowait, reading)
+
+    async def _shutdown(self) -> None:
+        notify("STOPPING=1")
+        log.info("stopping: no more readings; flushing the outboxes for up to 3 s")
+        if self.meters_mqtt is not None:
+            self.meters_mqtt.stop()
+        await self._drain(3.0)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        backlog = {sink: self.store.backlog(sink) for sink in ("mqtt", "influx")}
+        if any(backlog.values()):
+            log.info("stopping: %s left in the outboxes, delivered at the next start", backlog)
+        self.journal.snapshot()
+        if self.mqtt_sink is not None:
+            self.mqtt_sink.stop()
+        self.store.close()
+        self.lock.release()
+        log.info("quotad stopped")
+
+    async def _drain(self, limit_s: float) -> None:
+        """Give the ingest loop and the sinks up to `limit_s` to empty the queue and the outboxes."""
+        deadline = time.monotonic() + limit_s
+        while time.monotonic() < deadline:
+            pending = self.queue.qsize() + sum(
+                self.store.backlog(sink) for sink, on in (("mqtt", self.mqtt_sink), ("influx", self.influx_sink)) if on
+            )
+            if not pending:
+                return
+            await asyncio.sleep(0.05)
+
+    # -- readings ------------------------------------------------------------------------------
+
+    async def _ingest(self) -> None:
+        while True:
+            reading = await self.queue.get()
+            if reading.t > self.clock.now() + FUTURE_LIMIT:
+                self._reject(reading.meter, "stamped more than 5 minutes ahead of the clock")
+                continue
+            try:
+                alerts = self.journal.record_reading(reading)
+            except ReadingError as exc:
+                self._reject(reading.meter, str(exc))
+                continue
+            for alert in alerts:
+                log.warning("%s %s", alert.id, alert.message)
+            for wake in self.wakes.values():
+                wake.set()
+
+    def _reject(self, meter: str, why: str) -> None:
+        count = self.rejected[meter] = self.rejected.get(meter, 0) + 1
+        if count == 1 or count % 100 == 0:
+            log.warning("reading of meter %s refused (%d so far): %s", meter, count, why)
+
+    # -- the tick ------------------------------------------------------------------------------
+
+    async def _tick(self) -> None:
+        now = self.clock.now()
+        engine = self.journal.engine
+        day = engine.calendar.day_of(now)
+        if day != self._day:
+            if self._day is not None:
+                log.info("a new day: %s", day)
+            self._day = day
+            self._status_sent.clear()  # publish everything afresh
+        self._notices(now, day)
+        self._statuses(now)
+        self._requests()
+        consumed = engine.ledger.township_day_wh(day) / 1000
+        cap = engine.plan.control.cap_kwh(day)
+        notify(f"WATCHDOG=1\nSTATUS={day}: {consumed:.0f} of {cap:.0f} kWh")
+
+    def _statuses(self, now: int) -> None:
+        if self.mqtt_sink is None or self.prefix is None:
+            return
+        real = time.monotonic()
+        for message in status_messages(self.journal.engine, self.prefix, now):
+            payload = message.payload
+            sent = self._status_sent.get(message.topic)
+            core = payload.rsplit(',"updated"', 1)[0]
+            if sent is not None and (
+                real - sent[1] < _STATUS_MIN_S or (sent[0] == core and real - sent[1] < _STATUS_MAX_S)
+            ):
+                continue
+            self.mqtt_sink.publish_now(message)
+            self._status_sent[message.topic] = (core, real)
+
+    def _notices(self, now: int, day: dt.date) -> None:
+        if self.prefix is None:
+            return
+        engine, cal = self.journal.engine, self.journal.engine.calendar
+        local = cal.local(now)
+        tomorrow = day + dt.timedelta(days=1)
+        if local.strftime("%H:%M") >= self.settings.notices.tomorrow_at and tomorrow in engine.plan.control:
+            self.journal.record_notice(f"rota:{tomorrow}", rota_notice(engine, self.prefix, tomorrow))
+            hours = engine.plan.residents_hours(tomorrow)
+            if hours:
+                notice = residents_notice(engine, self.prefix, tomorrow, hours, "eve")
+                self.journal.record_notice(f"residents:{tomorrow}:eve", notice)
+        hours = engine.plan.residents_hours(day)
+        if hours and local.hour >= 7:
+            notice = residents_notice(engine, self.prefix, day, hours, "morning")
+            self.journal.record_notice(f"residents:{day}:morning", notice)
+        self.wakes["mqtt"].set()
+
+    def _requests(self) -> None:
+        for request, body in self.store.open_requests():
+            if body.get("kind") != "lift":
+                self.store.finish_request(request, {"ok": False, "error": "unknown request"})
+                continue
+            try:
+                order = self.journal.record_lift(body["firm"], body["by"], body["reason"], body["at"])
+            except KeyError as exc:
+                self.store.finish_request(request, {"ok": False, "error": str(exc.args[0])})
+                continue
+            log.warning("cutoff order of %s lifted by %s: %s", order.firm, body["by"], body["reason"])
+            self.store.finish_request(request, {"ok": True, "alert_id": order.alert_id})
+            for wake in self.wakes.values():
+                wake.set()
+
+    # -- reload --------------------------------------------------------------------------------
+
+    def reload(self) -> None:
+        """SIGHUP: take the edited policy if it is valid; otherwise log why and keep the running one."""
+        try:
+            loaded = load(self.config_path)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                log.error("reload refused: %s", problem)
+            log.error("the running policy is kept")
+            return
+        journal = Journal(self.store, loaded.policy, self.prefix, self.settings.influx is not None)
+        journal.restore()
+        self.journal = journal
+        self._status_sent.clear()
+        log.info("policy reloaded from %s", loaded.policy_path)
+        if [m.model_dump() for m in loaded.policy.meters] != [m.model_dump() for m in self.loaded.policy.meters]:
+            log.warning("the meters changed: restart quotad for the new meters to be read")
+        self.loaded = loaded
+
+    def _topic(self, *parts: str) -> str:
+        assert self.prefix is not None
+        return topic(self.prefix, self.journal.policy.township.id, *parts)
+
+
+def run(loaded: Loaded, config_path: Path) -> int:
+    """Entry point of `quotad run`."""
+    try:
+        daemon = Daemon(loaded, config_path)
+    except QuotadError as exc:
+        log.error("%s", exc)
+        return 1
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # a line per job run is noise in the journal
+    interval = watchdog_interval_s()
+    if interval is not None:
+        log.info("systemd watchdog: pinging every %.1f s at most", min(interval, 1.0))
+    return asyncio.run(daemon.run())

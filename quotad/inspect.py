@@ -1,0 +1,150 @@
+"""Inspectors' commands over MQTT: `quotad alerts --follow` and `quotad status` (from the retained topics)."""
+
+from __future__ import annotations
+
+import json
+import queue
+import sys
+import time
+from typing import Any, TextIO
+
+import paho.mqtt.client as mqtt
+
+from quotad.alerts import SEVERITY_NAMES
+from quotad.config.daemon import MqttSettings
+from quotad.config.load import Loaded
+from quotad.errors import QuotadError
+from quotad.outputs import topic
+from quotad.sinks import mqtt_client
+from quotad.tables import render
+
+__all__ = ["follow_alerts", "format_alert", "show_status"]
+
+
+def _settings(loaded: Loaded) -> MqttSettings:
+    if loaded.daemon is None or loaded.daemon.mqtt is None:
+        msg = "this command reads the broker of the daemon file's [mqtt] section: give -c quotad.toml"
+        raise QuotadError(msg)
+    return loaded.daemon.mqtt
+
+
+def format_alert(alert: dict[str, Any]) -> str:
+    when = str(alert.get("ts", ""))[:16].replace("T", " ")
+    severity = SEVERITY_NAMES.get(str(alert.get("severity")), str(alert.get("severity")))
+    action = "，处置：停电" if alert.get("action") == "cutoff" else ""
+    return f"{when} [{severity}] {alert.get('message', '')}{action}"
+
+
+def _subscribe(
+    settings: MqttSettings, topics: list[str], suffix: str
+) -> tuple[mqtt.Client, queue.Queue[mqtt.MQTTMessage]]:
+    inbox: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
+    client = mqtt_client(settings, f"{settings.client_id}-{suffix}-{int(time.time() * 1000) % 100000}", clean=True)
+
+    def on_connect(c: mqtt.Client, userdata: object, flags: object, reason: object, props: object) -> None:
+        for t in topics:
+            c.subscribe(t, qos=1)
+
+    client.on_connect = on_connect
+    client.on_message = lambda c, userdata, message: inbox.put(message)
+    try:
+        client.connect(settings.host, settings.port, keepalive=settings.keepalive_s)
+    except OSError as exc:
+        msg = f"cannot reach the MQTT broker {settings.host}:{settings.port}: {exc}"
+        raise QuotadError(msg) from None
+    client.loop_start()
+    return client, inbox
+
+
+def follow_alerts(
+    loaded: Loaded, severity: str | None, firm: str | None, as_json: bool, out: TextIO = sys.stdout,
+    limit: int | None = None, timeout_s: float | None = None,
+) -> int:  # fmt: skip
+    """Print alerts as they arrive (each id once) until interrupted, `limit` alerts, or `timeout_s` of silence."""
+    settings = _settings(loaded)
+    wanted = topic(settings.topic_prefix, loaded.policy.township.id, "alerts", severity or "+", firm or "+")
+    client, inbox = _subscribe(settings, [wanted], "alerts")
+    seen: set[str] = set()
+    try:
+        while limit is None or len(seen) < limit:
+            try:
+                message = inbox.get(timeout=timeout_s)
+            except queue.Empty:
+                break
+            try:
+                alert = json.loads(message.payload)
+            except (ValueError, UnicodeDecodeError):
+                continue
+            if not isinstance(alert, dict) or alert.get("id") in seen:
+                continue  # delivery is at least once: each id is shown once
+            seen.add(str(alert.get("id")))
+            out.write((json.dumps(alert, ensure_ascii=False) if as_json else format_alert(alert)) + "\n")
+            out.flush()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        client.loop_stop()
+        client.disconnect()
+    return 0
+
+
+def show_status(loaded: Loaded, out: TextIO = sys.stdout, wait_s: float = 1.5) -> int:
+    """Today's schedule, the township against its cap, each firm, the standing orders: the retained topics."""
+    settings = _settings(loaded)
+    base = topic(settings.topic_prefix, loaded.policy.township.id)
+    client, inbox = _subscribe(
+        settings, [f"{base}/status/#", f"{base}/schedule/today", f"{base}/orders/#", f"{base}/daemon"], "status"
+    )
+    retained: dict[str, str] = {}
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        try:
+            message = inbox.get(timeout=0.1)
+        except queue.Empty:
+            continue
+        retained[message.topic] = message.payload.decode(errors="replace")
+    client.loop_stop()
+    client.disconnect()
+    if not retained:
+        msg = (
+            f"nothing retained under {base}/: is the daemon running and publishing to {settings.host}:{settings.port}?"
+        )
+        raise QuotadError(msg)
+    out.write(_status_text(loaded, base, retained) + "\n")
+    return 0
+
+
+def _status_text(loaded: Loaded, base: str, retained: dict[str, str]) -> str:
+    names = {f.id: f.name for f in loaded.policy.firms}
+    groups = {g.id: g.name for g in loaded.policy.groups}
+    daemon = retained.get(f"{base}/daemon", "未知")
+    lines = [f"{loaded.policy.township.name}（{loaded.policy.township.id}） 守护进程：{daemon}"]
+    town = json.loads(retained.get(f"{base}/status/township", "{}") or "{}")
+    if town:
+        lines.append(
+            f"{town.get('day')} 全镇用电 {town.get('consumed_kwh')} kWh / 日上限 {town.get('cap_kwh')} kWh，"
+            f"预计全天 {town.get('projected_kwh')} kWh（更新于 {town.get('updated')}）"
+        )
+    schedule = json.loads(retained.get(f"{base}/schedule/today", "{}") or "{}")
+    if schedule:
+        running = "、".join(groups.get(g, g) for g in schedule.get("running_groups", [])) or "—"
+        off = "、".join(groups.get(g, g) for g in schedule.get("off_groups", [])) or "—"
+        lines.append(f"今日运行：{running}；停产：{off}")
+    rows = []
+    for firm in loaded.policy.firms:
+        status = json.loads(retained.get(f"{base}/status/firms/{firm.id}", "{}") or "{}")
+        if status:
+            allowed = "是" if status.get("allowed_today") else f"否（{status.get('reason')}）"
+            limit = str(status.get("limit_kwh") or "—")
+            rows.append([firm.name, str(status.get("consumed_kwh")), limit, str(status.get("state")), allowed])
+    if rows:
+        lines.append(render(["企业", "用电 kWh", "限额 kWh", "状态", "今日可运行"], rows))
+    orders = [json.loads(v) for k, v in sorted(retained.items()) if k.startswith(f"{base}/orders/") and v]
+    lines.append(
+        "停电令："
+        + (
+            "；".join(f"{names.get(o['firm'], o['firm'])} {o['from']} 至 {o['until']}（{o['rule']}）" for o in orders)
+            or "无"
+        )
+    )
+    return "\n".join(lines)

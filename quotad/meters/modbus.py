@@ -1,0 +1,214 @@
+"""Modbus acquisition: meters behind gateways, read-only, polled on the clock, faults logged once.
+
+- Read-only by construction: `ReadOnlyLink` owns the pymodbus client and exposes one method, `read`, which
+  can only send function code 3 (read holding registers) or 4 (read input registers).
+- Meters with the same gateway (host/port/framer, or serial port) share one link and one lock; a gateway's
+  units are read one after another, different gateways concurrently, each in its own task.
+- Each meter is polled every `poll_s` on the clock's grid (every minute on the minute); a unit that does not
+  answer costs its own timeout, then backs off (bounded) without delaying another gateway.
+- Never a false zero: a failed read, a timeout, NaN/inf or a sentinel never becomes a reading. A fault is
+  logged once per outage with meter, gateway, unit and address; the recovery once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
+from pymodbus.exceptions import ModbusException
+from pymodbus.framer import FramerType
+
+from quotad.clock import Clock
+from quotad.config.policy import Meter, ModbusSource
+from quotad.errors import DecodeError, MeterError
+from quotad.meters.templates import Block, decode_block, fields_for, plan_blocks
+from quotad.readings import Reading
+from quotad.schedule.calendar import MICROS_PER_S, Micros
+
+__all__ = ["Gateway", "ModbusPoller", "ReadOnlyLink", "gateway_key"]
+
+log = logging.getLogger(__name__)
+GatewayKey = tuple[str, ...]
+_MAX_BACKOFF_S = 300.0
+
+
+def gateway_key(source: ModbusSource) -> GatewayKey:
+    if source.serial is not None:
+        return (
+            "serial",
+            source.serial,
+            str(source.baudrate),
+            source.parity,
+            str(source.stopbits),
+            str(source.bytesize),
+        )
+    return ("tcp", source.host or "", str(source.port), source.framer)
+
+
+def describe(key: GatewayKey) -> str:
+    return f"{key[1]}:{key[2]}/{key[3]}" if key[0] == "tcp" else f"{key[1]}@{key[2]}"
+
+
+class ReadOnlyLink:
+    """A Modbus connection that can only read registers (function codes 3 and 4)."""
+
+    _FUNCTIONS: ClassVar[dict[str, int]] = {"holding": 3, "input": 4}
+
+    def __init__(self, source: ModbusSource, timeout_s: float) -> None:
+        self._client: Any
+        if source.serial is not None:
+            self._client = AsyncModbusSerialClient(
+                source.serial, framer=FramerType.RTU, baudrate=source.baudrate, parity=source.parity,
+                stopbits=source.stopbits, bytesize=source.bytesize, timeout=timeout_s, retries=0,
+            )  # fmt: skip
+        else:
+            framer = FramerType.RTU if source.framer == "rtu" else FramerType.SOCKET
+            self._client = AsyncModbusTcpClient(
+                source.host or "", port=source.port, framer=framer, timeout=timeout_s, retries=0, reconnect_delay=0
+            )
+        self.rtu = source.serial is not None or source.framer == "rtu"
+
+    async def read(self, table: Literal["holding", "input"], address: int, count: int, unit: int) -> list[int]:
+        function = self._FUNCTIONS[table]  # the only two function codes this class can send
+        client = self._client
+        if not client.connected and not await client.connect():
+            msg = "cannot connect"
+            raise MeterError(msg)
+        read = client.read_holding_registers if function == 3 else client.read_input_registers
+        try:
+            response = await read(address, count=count, device_id=unit)
+        except (TimeoutError, ModbusException, OSError) as exc:
+            if self.rtu:  # an RTU frame has no transaction id: drop the line so a late answer cannot be misread
+                client.close()
+            raise MeterError(str(exc) or type(exc).__name__) from None
+        if response.isError():
+            msg = f"exception response {response}"
+            raise MeterError(msg)
+        registers = list(response.registers)
+        if len(registers) != count:
+            msg = f"{len(registers)} registers returned, {count} asked"
+            raise MeterError(msg)
+        return registers
+
+    def close(self) -> None:
+        self._client.close()
+
+
+@dataclass
+class _Polled:
+    meter: Meter
+    unit: int
+    poll_us: Micros
+    blocks: list[Block]
+    failures: int = 0
+    faulty: bool = False
+
+
+@dataclass
+class Gateway:
+    key: GatewayKey
+    link: ReadOnlyLink
+    meters: list[_Polled] = field(default_factory=list)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    reads: int = 0
+    errors: int = 0
+
+
+class ModbusPoller:
+    """Polls every Modbus meter of a policy and hands each good reading to `on_reading`."""
+
+    def __init__(self, meters: Sequence[Meter], clock: Clock, on_reading: Callable[[Reading], None]) -> None:
+        self.clock, self.on_reading = clock, on_reading
+        self.gateways: dict[GatewayKey, Gateway] = {}
+        for meter in meters:
+            source = meter.modbus
+            if source is None:
+                continue
+            key = gateway_key(source)
+            gateway = self.gateways.get(key)
+            if gateway is None:
+                gateway = self.gateways[key] = Gateway(key, ReadOnlyLink(source, source.timeout_s))
+            blocks = plan_blocks(fields_for(source))
+            gateway.meters.append(_Polled(meter, source.unit, round(source.poll_s * MICROS_PER_S), blocks))
+
+    async def run(self) -> None:
+        """Poll until cancelled; one task per gateway."""
+        try:
+            async with asyncio.TaskGroup() as group:
+                for gateway in self.gateways.values():
+                    group.create_task(self._gateway(gateway), name=f"modbus {describe(gateway.key)}")
+        finally:
+            for gateway in self.gateways.values():
+                gateway.link.close()
+
+    async def _gateway(self, gateway: Gateway) -> None:
+        now = self.clock.now()
+        due = [(_next_tick(now, p.poll_us), p.unit, n) for n, p in enumerate(gateway.meters)]
+        heapq.heapify(due)
+        while due:
+            tick = due[0][0]
+            await self.clock.sleep_until(tick)
+            batch = []
+            while due and due[0][0] <= tick:
+                batch.append(heapq.heappop(due))
+            for _tick, _unit, n in batch:  # one unit after another on this line
+                polled = gateway.meters[n]
+                await self.poll(gateway, polled)
+                heapq.heappush(due, (self._next_due(polled), polled.unit, n))
+
+    def _next_due(self, polled: _Polled) -> Micros:
+        now = self.clock.now()
+        if not polled.failures:
+            return _next_tick(now, polled.poll_us)
+        backoff = min(polled.poll_us * 2 ** (polled.failures - 1), round(_MAX_BACKOFF_S * MICROS_PER_S))
+        return _next_tick(now + max(0, backoff - polled.poll_us), polled.poll_us)
+
+    async def poll(self, gateway: Gateway, polled: _Polled) -> Reading | None:
+        """Read one meter now; its reading (also handed to `on_reading`), or None after a logged fault."""
+        values: dict[str, float] = {}
+        async with gateway.lock:
+            sent = self.clock.now()
+            for block in polled.blocks:
+                try:
+                    words = await gateway.link.read(block.table, block.start, block.count, polled.unit)
+                except MeterError as exc:
+                    gateway.errors += 1
+                    self._fault(gateway, polled, block.start, str(exc))
+                    return None
+                gateway.reads += 1
+                for name, value in decode_block(block, words).items():
+                    if isinstance(value, DecodeError):
+                        self._fault(gateway, polled, block.start, str(value))
+                        return None
+                    values[name] = value
+        t = (sent + self.clock.now()) // 2  # the counter was read between the request and the answer
+        if "energy_kwh" not in values or values["energy_kwh"] < 0:
+            self._fault(gateway, polled, polled.blocks[0].start, "no usable energy counter")
+            return None
+        if polled.faulty:
+            log.info(
+                "meter %s (gateway %s, unit %d) answers again", polled.meter.id, describe(gateway.key), polled.unit
+            )
+        polled.failures, polled.faulty = 0, False
+        reading = Reading(polled.meter.id, t, values["energy_kwh"], values.get("power_kw"))
+        self.on_reading(reading)
+        return reading
+
+    def _fault(self, gateway: Gateway, polled: _Polled, address: int, reason: str) -> None:
+        polled.failures += 1
+        if not polled.faulty:
+            polled.faulty = True
+            log.warning(
+                "meter %s (gateway %s, unit %d, address %d): %s; no reading until it answers again",
+                polled.meter.id, describe(gateway.key), polled.unit, address, reason,
+            )  # fmt: skip
+
+
+def _next_tick(now: Micros, period: Micros) -> Micros:
+    """The first instant after `now` on the grid of `period` (every minute on the minute)."""
+    return (now // period + 1) * period

@@ -1,0 +1,264 @@
+"""The MQTT meter source: subscribes to every MQTT meter's topic and hands each valid reading on.
+
+- A paho-mqtt 2.x client (MQTT 3.1.1, clean session) run by paho's own network thread (`loop_start`).
+  Reconnection is paho's: after a lost connection or a failed attempt it retries with a delay doubling from
+  1 s to 30 s. Subscriptions (QoS 1) are made in `on_connect`, so every reconnection resubscribes; a clean
+  session keeps nothing on the broker between connections, and a retained reading is delivered again on
+  each resubscription (harmless: the ledger ignores a reading not newer than the meter's last).
+- Topic → meter is an exact map; each payload is parsed by `quotad.meters.formats.parse_payload` with the
+  meter's `format`. A bad payload is counted per topic and logged (the first on a topic, then every 100th,
+  with the count); a message on a topic of no meter is counted. Nothing raises out of paho's callbacks.
+- `on_reading` is called on paho's network thread, one message at a time, in arrival order: it must be quick
+  and thread-safe (hand the reading to the daemon's loop with `loop.call_soon_threadsafe`, or a queue). An
+  exception it raises is logged and counted, never propagated into paho.
+- A lost broker is logged once per outage (WARNING), its return once (INFO).
+- It never publishes anything.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.reasoncodes import ReasonCode
+
+from quotad.config.policy import Meter
+from quotad.errors import ConfigError, Problem, ReadingError
+from quotad.meters.formats import FORMATS, Format, parse_payload
+from quotad.readings import Reading
+from quotad.schedule.calendar import Micros
+
+__all__ = ["MeterTopic", "MqttMeters", "default_topic", "meter_topics"]
+
+log = logging.getLogger(__name__)
+MeterTopic = tuple[str, str, Format]  # (meter id, topic, payload format)
+_LOG_EVERY = 100  # after the first, one warning per this many bad payloads on a topic
+
+
+def default_topic(prefix: str, township: str, meter_id: str) -> str:
+    """The topic of an MQTT meter whose `[meters.mqtt]` names none (SPEC: `P/T/meters/<meter id>`)."""
+    return f"{prefix}/{township}/meters/{meter_id}"
+
+
+def meter_topics(meters: Iterable[Meter], prefix: str, township: str) -> list[MeterTopic]:
+    """(meter id, topic, format) of each of `meters` read over MQTT."""
+    return [
+        (m.id, m.mqtt.topic or default_topic(prefix, township, m.id), m.mqtt.format)
+        for m in meters
+        if m.mqtt is not None
+    ]
+
+
+def _wall_clock() -> Micros:
+    return time.time_ns() // 1000
+
+
+def _topic_map(meters: Sequence[MeterTopic]) -> dict[str, tuple[str, Format]]:
+    topics: dict[str, tuple[str, Format]] = {}
+    problems: list[Problem] = []
+    for meter_id, topic, fmt in meters:
+        where = f"meters.{meter_id}.mqtt"
+        if not topic or "+" in topic or "#" in topic:
+            problems.append(Problem("policy", 0, f"{where}.topic", f"not a concrete topic: {topic!r}"))
+        elif topic in topics:
+            problems.append(Problem("policy", 0, f"{where}.topic", f"{topic} is also meter {topics[topic][0]}'s"))
+        if fmt not in FORMATS:
+            problems.append(Problem("policy", 0, f"{where}.format", f"unknown format {fmt!r}"))
+        topics.setdefault(topic, (meter_id, fmt))
+    if problems:
+        raise ConfigError(problems)
+    return topics
+
+
+class MqttMeters:
+    """Readings of MQTT meters, from a broker, to `on_reading` (called on paho's network thread)."""
+
+    def __init__(
+        self,
+        meters: Sequence[MeterTopic],
+        host: str,
+        port: int,
+        tz: ZoneInfo,
+        on_reading: Callable[[Reading], None],
+        *,
+        client_id: str = "quotad-meters",
+        username: str | None = None,
+        password: str | None = None,
+        ca_file: Path | str | None = None,
+        keepalive_s: int = 60,
+        now: Callable[[], Micros] | None = None,
+    ) -> None:
+        """`meters`: (meter id, topic, format) each; `now`: the arrival time of a message, for the formats that
+        carry none (default: the wall clock). `client_id` must differ from every other client of the daemon."""
+        self.topics = _topic_map(meters)
+        self.host, self.port, self.tz, self.keepalive_s = host, port, tz, keepalive_s
+        self._on_reading, self._now = on_reading, now or _wall_clock
+        self.malformed: dict[str, int] = {}
+        self.unknown = 0
+        self.received = 0
+        self.delivered = 0
+        self.callback_errors = 0
+        self.connections = 0
+        self.refused_topics: list[str] = []
+        self._lock = threading.Lock()
+        self._ready = threading.Event()
+        self._down = False
+        self._stopping = False
+        self._subscribe_mid: int | None = None
+        self.client = mqtt.Client(
+            # A persistent session with QoS 1 subscriptions: while quotad is down or reconnecting, the broker keeps
+            # the meters' messages for it, so no reading is lost (the broker's max_queued_messages must allow it).
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            clean_session=False,
+            protocol=MQTTProtocolVersion.MQTTv311,
+        )
+        if username is not None:
+            self.client.username_pw_set(username, password)
+        if ca_file is not None:
+            self.client.tls_set(ca_certs=str(ca_file), tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        self.client.reconnect_delay_set(min_delay=1, max_delay=30)
+        self.client.on_connect = self._on_connect
+        self.client.on_connect_fail = self._on_connect_fail
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_subscribe = self._on_subscribe
+        self.client.on_message = self._on_message
+
+    # --- lifecycle ------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Connect in the background (paho's thread); returns at once. See `wait_connected`."""
+        self._stopping = False
+        self.client.connect_async(self.host, self.port, keepalive=self.keepalive_s)
+        self.client.loop_start()
+
+    def stop(self) -> None:
+        """Disconnect and end paho's thread. Idempotent."""
+        self._stopping = True
+        self.client.disconnect()
+        self.client.loop_stop()
+        self._ready.clear()
+
+    def wait_connected(self, timeout: float) -> bool:
+        """True once connected and subscribed to every meter topic (the broker acknowledged), within `timeout` s."""
+        return self._ready.wait(timeout)
+
+    # --- stats ----------------------------------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        """Connected and subscribed to every meter topic."""
+        return self._ready.is_set()
+
+    @property
+    def malformed_total(self) -> int:
+        with self._lock:
+            return sum(self.malformed.values())
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        """A snapshot of the counters, for logs and status."""
+        with self._lock:
+            return {
+                "connected": self._ready.is_set(),
+                "connections": self.connections,
+                "received": self.received,
+                "delivered": self.delivered,
+                "malformed": dict(self.malformed),
+                "unknown": self.unknown,
+                "callback_errors": self.callback_errors,
+            }
+
+    # --- paho callbacks (network thread) --------------------------------------------------------------------
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Any) -> None:
+        if reason.is_failure:
+            if not self._down:
+                log.warning("MQTT meter broker %s:%d refused the connection: %s", self.host, self.port, reason)
+            self._down = True
+            return
+        self.connections += 1
+        if self._down or self.connections == 1:
+            state = "is back" if self.connections > 1 else "connected"
+            log.info("MQTT meter broker %s:%d %s; %d meter topics", self.host, self.port, state, len(self.topics))
+        self._down = False
+        if not self.topics:
+            self._ready.set()
+            return
+        result, mid = client.subscribe([(topic, 1) for topic in self.topics])
+        if result != mqtt.MQTT_ERR_SUCCESS:  # the connection dropped meanwhile: on_disconnect follows
+            log.debug("subscribing failed (%s); will retry on reconnection", result)
+        self._subscribe_mid = mid
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, codes: list[ReasonCode], props: Any) -> None:
+        if mid != self._subscribe_mid:
+            return
+        refused = [topic for topic, code in zip(self.topics, codes, strict=False) if code.is_failure]
+        if refused and refused != self.refused_topics:
+            log.error("MQTT broker refused the subscription to %d meter topic(s): %s", len(refused), ", ".join(refused))
+        self.refused_topics = refused
+        self._ready.set()
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        if not self._down and not self._stopping:
+            log.warning("cannot reach MQTT meter broker %s:%d; retrying", self.host, self.port)
+        self._down = True
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Any) -> None:
+        self._ready.clear()
+        if self._stopping:
+            return
+        if not self._down:
+            log.warning("MQTT meter broker %s:%d lost (%s); reconnecting", self.host, self.port, reason)
+        self._down = True
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        try:
+            self._handle(message.topic, bytes(message.payload))
+        except Exception:  # never into paho: an exception there would end its network thread
+            log.exception("unexpected error handling an MQTT meter message")
+
+    # --- messages -------------------------------------------------------------------------------------------
+
+    def _handle(self, topic: str, payload: bytes) -> None:
+        with self._lock:
+            self.received += 1
+        entry = self.topics.get(topic)
+        if entry is None:
+            with self._lock:
+                self.unknown += 1
+                count = self.unknown
+            if count == 1 or count % _LOG_EVERY == 0:
+                log.info("message on %s, which is no meter's topic (%d such so far)", topic, count)
+            return
+        meter_id, fmt = entry
+        try:
+            reading = parse_payload(fmt, payload, meter_id, self._now(), self.tz)
+        except ReadingError as exc:
+            self._count_malformed(topic, str(exc))
+            return
+        try:
+            self._on_reading(reading)
+        except Exception:
+            with self._lock:
+                self.callback_errors += 1
+                count = self.callback_errors
+            if count == 1 or count % _LOG_EVERY == 0:
+                log.exception("the reading handler failed on %s (%d failures so far)", topic, count)
+            return
+        with self._lock:
+            self.delivered += 1
+
+    def _count_malformed(self, topic: str, reason: str) -> None:
+        with self._lock:
+            count = self.malformed[topic] = self.malformed.get(topic, 0) + 1
+        if count == 1 or count % _LOG_EVERY == 0:
+            log.warning("malformed payload on %s (%d so far on this topic): %s", topic, count, reason)

@@ -1,0 +1,76 @@
+"""`quotad order lift FIRM --reason TEXT`, whether the daemon runs or not. Lifting is recorded, never silent.
+
+With the daemon stopped, the command holds the daemon lock, rebuilds the engine from the journal, lifts the
+order and journals the lift with its outbox rows (the cleared retained order, a `cutoff_order` point with
+`lifted`): the daemon delivers them when it starts. With the daemon running, the command files a request
+in the state database and waits for the daemon to carry it out the same way.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import os
+import time
+
+from quotad.config.load import Loaded
+from quotad.daemon import DaemonLock
+from quotad.errors import QuotadError
+from quotad.journal import Journal
+from quotad.store import Store
+
+__all__ = ["lift"]
+
+
+def lift(loaded: Loaded, firm: str, reason: str, wait_s: float = 15.0) -> str:
+    """Lift `firm`'s standing order; returns what happened, in a sentence. Raises QuotadError."""
+    settings = loaded.daemon
+    if settings is None:
+        msg = "order lift needs the daemon file (-c quotad.toml): the orders live in its state_dir"
+        raise QuotadError(msg)
+    if not reason.strip():
+        msg = "--reason must say why the order is lifted"
+        raise QuotadError(msg)
+    if firm not in {f.id for f in loaded.policy.firms}:
+        msg = f"unknown firm {firm!r}"
+        raise QuotadError(msg)
+    store = Store(settings.state_dir)
+    by = os.environ.get("SUDO_USER") or getpass.getuser()
+    at = dt.datetime.now(loaded.policy.township.tz).isoformat(timespec="seconds")
+    lock = DaemonLock(settings.state_dir)
+    try:
+        if lock.acquire():
+            try:
+                return _lift_offline(store, loaded, firm, by, reason, at)
+            finally:
+                lock.release()
+        return _lift_online(store, firm, by, reason, at, wait_s)
+    finally:
+        store.close()
+
+
+def _lift_offline(store: Store, loaded: Loaded, firm: str, by: str, reason: str, at: str) -> str:
+    mqtt = loaded.daemon.mqtt if loaded.daemon else None
+    journal = Journal(
+        store, loaded.policy, mqtt.topic_prefix if mqtt else None, bool(loaded.daemon and loaded.daemon.influx)
+    )
+    journal.restore()
+    try:
+        order = journal.record_lift(firm, by, reason, at)
+    except KeyError as exc:
+        raise QuotadError(str(exc.args[0])) from None
+    return f"lifted the order of {firm} ({order.alert_id}); the daemon publishes it when it next runs"
+
+
+def _lift_online(store: Store, firm: str, by: str, reason: str, at: str, wait_s: float) -> str:
+    request = store.request({"kind": "lift", "firm": firm, "by": by, "reason": reason, "at": at})
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        outcome = store.outcome(request)
+        if outcome is not None:
+            if not outcome.get("ok"):
+                raise QuotadError(str(outcome.get("error")))
+            return f"lifted the order of {firm} ({outcome.get('alert_id')}) through the running daemon"
+        time.sleep(0.1)
+    msg = f"the running daemon did not answer within {wait_s:.0f} s; the request stays filed and will be carried out"
+    raise QuotadError(msg)

@@ -1,0 +1,203 @@
+"""The daemon's outputs: deliver each outbox in order, delete only what was acknowledged.
+
+`MqttSink` publishes with QoS 1 and counts a message delivered when its PUBACK arrives; `InfluxSink` writes
+batches of line protocol (`v1`: POST /write of InfluxDB 1.x; `v2`: influxdb-client's write API) and counts
+them delivered on a 2xx answer. While a sink's peer is down its outbox grows; enforcement goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+from quotad.config.daemon import InfluxSettings, MqttSettings, read_secret
+from quotad.outputs import Message
+from quotad.store import Store
+
+__all__ = ["InfluxSink", "MqttSink", "mqtt_client"]
+
+log = logging.getLogger(__name__)
+
+
+def mqtt_client(settings: MqttSettings, client_id: str, *, clean: bool) -> mqtt.Client:
+    """A paho 2.x client for `settings`: credentials from the password file, TLS when a CA file is named."""
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean, protocol=MQTTProtocolVersion.MQTTv311
+    )
+    if settings.username is not None:
+        password = read_secret(settings.password_file).get_secret_value() if settings.password_file else None
+        client.username_pw_set(settings.username, password)
+    if settings.ca_file is not None:
+        client.tls_set(ca_certs=str(settings.ca_file), tls_version=ssl.PROTOCOL_TLS_CLIENT)
+    client.reconnect_delay_set(min_delay=1, max_delay=30)
+    client.max_queued_messages_set(0)
+    return client
+
+
+class MqttSink:
+    """Publishes the `mqtt` outbox, and retained statuses directly (a status is state, re-sent anyway)."""
+
+    def __init__(self, settings: MqttSettings, store: Store, daemon_topic: str) -> None:
+        self.settings, self.store, self.daemon_topic = settings, store, daemon_topic
+        self.client = mqtt_client(settings, settings.client_id, clean=False)
+        self.client.will_set(daemon_topic, "offline", qos=1, retain=True)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.connected = asyncio.Event()
+        self.delivered = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._was_down = False
+        self._stopping = False
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.client.connect_async(self.settings.host, self.settings.port, keepalive=self.settings.keepalive_s)
+        self.client.loop_start()
+
+    def _on_connect(self, client: mqtt.Client, userdata: object, flags: object, reason: object, props: object) -> None:
+        if getattr(reason, "is_failure", False):
+            log.warning("MQTT broker %s:%d refused the connection: %s", self.settings.host, self.settings.port, reason)
+            return
+        if self._was_down:
+            log.info("MQTT broker %s:%d is back", self.settings.host, self.settings.port)
+        self._was_down = False
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self.connected.set)
+
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: object, flags: object, reason: object, props: object
+    ) -> None:
+        if not self._was_down and not self._stopping:
+            log.warning(
+                "MQTT broker %s:%d lost (%s); alerts wait in the outbox", self.settings.host, self.settings.port, reason
+            )
+        self._was_down = True
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self.connected.clear)
+
+    def publish_now(self, message: Message) -> None:
+        """Fire-and-forget (QoS 1) for state that is re-published anyway: statuses, the schedule, notices."""
+        if self.connected.is_set():
+            self.client.publish(message.topic, message.payload or None, qos=1, retain=message.retain)
+
+    async def deliver(self, wake: asyncio.Event) -> None:
+        """Deliver the outbox forever, in order; a message is removed once the broker acknowledged it."""
+        while True:
+            await self.connected.wait()
+            batch = self.store.pending("mqtt", 200)
+            if not batch:
+                wake.clear()
+                await wake.wait()
+                continue
+            infos = []
+            for item in batch:
+                message = Message.from_json(item.body)
+                infos.append(
+                    (
+                        item.seq,
+                        self.client.publish(message.topic, message.payload or None, qos=1, retain=message.retain),
+                    )
+                )
+            done = await _acknowledged(infos, lambda: self.connected.is_set())
+            if done:
+                self.store.acknowledge("mqtt", done)
+                self.delivered += len(done)
+
+    def stop(self) -> None:
+        """Say `offline` (retained), then disconnect: the last will is for when we cannot say it."""
+        self._stopping = True
+        if self.connected.is_set():
+            self.client.publish(self.daemon_topic, "offline", qos=1, retain=True).wait_for_publish(timeout=2.0)
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+async def _acknowledged(infos: list[tuple[int, mqtt.MQTTMessageInfo]], up: Callable[[], bool]) -> list[int]:
+    """The seqs acknowledged, in order, up to the first that was not (waiting while the broker is up)."""
+    deadline = time.monotonic() + 30.0
+    while time.monotonic() < deadline and up() and not all(info.is_published() for _, info in infos):
+        await asyncio.sleep(0.01)
+    done = []
+    for seq, info in infos:
+        if not info.is_published():
+            break
+        done.append(seq)
+    return done
+
+
+class InfluxSink:
+    """Writes the `influx` outbox in batches; a batch is removed when the database answered 2xx."""
+
+    def __init__(self, settings: InfluxSettings, store: Store) -> None:
+        self.settings, self.store = settings, store
+        self.token = read_secret(settings.token_file).get_secret_value() if settings.token_file else None
+        self.delivered = 0
+        self._down = False
+        self._v2_api: object | None = None
+
+    async def deliver(self, wake: asyncio.Event, retry_s: float = 2.0) -> None:
+        while True:
+            batch = self.store.pending("influx", 5000)
+            if not batch:
+                wake.clear()
+                await wake.wait()
+                continue
+            body = "\n".join(item.body for item in batch)
+            try:
+                await asyncio.to_thread(self._write, body)
+            except (OSError, urllib.error.URLError, RuntimeError) as exc:
+                if not self._down:
+                    log.warning("InfluxDB at %s unavailable (%s); points wait in the outbox", self.settings.url, exc)
+                self._down = True
+                await asyncio.sleep(retry_s)
+                continue
+            if self._down:
+                log.info("InfluxDB at %s is back", self.settings.url)
+            self._down = False
+            self.store.acknowledge("influx", [item.seq for item in batch])
+            self.delivered += len(batch)
+
+    def _write(self, body: str) -> None:
+        if self.settings.api == "v2":
+            self._write_v2(body)
+            return
+        database, _, policy = self.settings.bucket.partition("/")
+        query = {"db": database, "precision": "ns", **({"rp": policy} if policy else {})}
+        request = urllib.request.Request(
+            f"{self.settings.url}/write?{urllib.parse.urlencode(query)}", data=body.encode(), method="POST"
+        )
+        if self.token:
+            request.add_header("Authorization", f"Token {self.token}")
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                response.read()
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode(errors="replace")[:300]
+            msg = f"HTTP {exc.code} from {self.settings.url}/write: {detail}"
+            raise RuntimeError(msg) from None
+
+    def _write_v2(self, body: str) -> None:
+        from influxdb_client.client.influxdb_client import InfluxDBClient
+        from influxdb_client.client.write_api import SYNCHRONOUS
+        from influxdb_client.domain.write_precision import WritePrecision
+
+        if self._v2_api is None:
+            client = InfluxDBClient(
+                url=self.settings.url, token=self.token or "", org=self.settings.org or "", timeout=10_000
+            )
+            self._v2_api = client.write_api(write_options=SYNCHRONOUS)
+        try:
+            self._v2_api.write(  # type: ignore[attr-defined]
+                bucket=self.settings.bucket, org=self.settings.org, record=body, write_precision=WritePrecision.NS
+            )
+        except Exception as exc:  # influxdb-client raises its ApiException, urllib3's errors, ...
+            raise RuntimeError(str(exc)) from None

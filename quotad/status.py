@@ -1,0 +1,144 @@
+"""Retained statuses, today's schedule and the notices, as pure functions of the engine and a moment.
+
+Topics (SPEC "MQTT topics"): `P/T/status/township`, `P/T/status/firms/<firm>`, `P/T/schedule/today`,
+`P/T/notices`. A firm's `state` is `cutoff` under a standing order, else the highest level it reached today
+(daily limit) or this month (monthly quota): `warning`, `notice`, or `ok`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+from quotad.alerts import alert_id, kwh
+from quotad.config.policy import Firm
+from quotad.engine import Engine
+from quotad.outputs import Message, topic
+from quotad.schedule.calendar import Micros
+from quotad.windows import HOUR_US
+
+__all__ = ["residents_notice", "rota_notice", "status_messages"]
+
+_WEEKDAYS_ZH = "一二三四五六日"
+
+
+def _json(body: dict[str, Any]) -> str:
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+
+
+def status_messages(engine: Engine, prefix: str, now: Micros) -> list[Message]:
+    """Every retained status at `now`: the township, each firm, today's schedule."""
+    cal, town = engine.calendar, engine.policy.township
+    day = cal.day_of(now)
+    updated = cal.local(now).isoformat(timespec="seconds")
+    consumed = engine.ledger.township_day_wh(day)
+    _lo, hi = cal.bounds(day)
+    trailing = engine.trailing.township_wh(min(now, engine.now or now))
+    projected = consumed + trailing * max(0, hi - now) / HOUR_US
+    capped = engine.plan.control.capped(day)
+    out = [
+        Message(
+            topic(prefix, town.id, "status", "township"),
+            _json(
+                {
+                    "day": day.isoformat(),
+                    "consumed_kwh": kwh(consumed),
+                    "cap_kwh": engine.plan.control.cap_kwh(day) if capped else None,
+                    "projected_kwh": kwh(projected) if capped else None,
+                    "updated": updated,
+                }
+            ),
+            retain=True,
+        )
+    ]
+    cut = engine.cut_off()
+    for firm in engine.policy.firms:
+        body = _firm_status(engine, firm, day, cut)
+        out.append(
+            Message(
+                topic(prefix, town.id, "status", "firms", firm.id), _json({**body, "updated": updated}), retain=True
+            )
+        )
+    schedule = engine.plan.day(day, cut)
+    out.append(
+        Message(
+            topic(prefix, town.id, "schedule", "today"),
+            _json(
+                {
+                    "day": day.isoformat(),
+                    "running_groups": list(schedule.running_groups),
+                    "off_groups": list(schedule.off_groups),
+                    "cut_off_firms": list(schedule.cut_off_firms),
+                }
+            ),
+            retain=True,
+        )
+    )
+    return out
+
+
+def _firm_status(engine: Engine, firm: Firm, day: dt.date, cut: set[str]) -> dict[str, Any]:
+    plan, town = engine.plan, engine.policy.township.id
+    consumed = engine.ledger.firm_day_wh(firm.id, day)
+    reason = None
+    if firm.id in cut:
+        reason = f"一停到底：停电至 {engine.orders[firm.id].until}"
+    elif plan.group_off(firm, day):
+        reason = "错时供电：本组今日停产"
+    elif plan.rest_day(firm, day):
+        reason = "申报休息日"
+    limit = firm.daily_limit_kwh
+    state = "cutoff" if firm.id in cut else "ok"
+    if state == "ok":
+        for name in ("warning", "notice"):
+            if _reached(engine, firm, day, name, town):
+                state = name
+                break
+    if limit is None and firm.kind == "general" and day in plan.control:
+        limit = float(engine.rules.month_quota(firm, day.year, day.month)[0])
+        consumed = engine.ledger.firm_month_wh(firm.id, (day.year, day.month))
+    return {
+        "day": day.isoformat(),
+        "allowed_today": reason is None,
+        "reason": reason,
+        "consumed_kwh": kwh(consumed),
+        "limit_kwh": round(limit, 3) if limit is not None else None,
+        "state": state,
+    }
+
+
+def _reached(engine: Engine, firm: Firm, day: dt.date, severity: str, town: str) -> bool:
+    level = engine.policy.township.warning_at if severity == "warning" else engine.policy.township.notice_at
+    daily = alert_id(town, firm.id, "firm_daily_limit", day.isoformat(), level, None)
+    monthly = alert_id(town, firm.id, "monthly_quota", f"{day.year:04d}-{day.month:02d}", level, None)
+    return daily in engine.raised or monthly in engine.raised
+
+
+def rota_notice(engine: Engine, prefix: str, tomorrow: dt.date) -> Message:
+    """Tomorrow's staggered-supply rota, announced the evening before."""
+    groups = {g.id: g.name for g in engine.policy.groups}
+    firms = {f.id: f.name for f in engine.policy.firms}
+    schedule = engine.plan.day(tomorrow, engine.cut_off())
+    weekday = _WEEKDAYS_ZH[tomorrow.weekday()]
+    text = (
+        f"明日 {tomorrow}（周{weekday}）错时供电安排：运行 {_names(schedule.running_groups, groups)}；"
+        f"停产 {_names(schedule.off_groups, groups)}；休息的作坊 {_names(schedule.resting_workshops, firms)}；"
+        f"停电企业 {_names(schedule.cut_off_firms, firms)}"
+    )
+    body = {"kind": "rota", "day": tomorrow.isoformat(), "running_groups": list(schedule.running_groups),
+            "off_groups": list(schedule.off_groups), "resting_workshops": list(schedule.resting_workshops),
+            "cut_off_firms": list(schedule.cut_off_firms), "message": text}  # fmt: skip
+    return Message(topic(prefix, engine.policy.township.id, "notices"), _json(body))
+
+
+def _names(ids: tuple[str, ...], known: dict[str, str]) -> str:
+    return "、".join(known.get(i, i) for i in ids) or "无"
+
+
+def residents_notice(engine: Engine, prefix: str, day: dt.date, hours: str, when: str) -> Message:
+    """The residents' energy-shortage experience day, announced the day before (`when` = 'eve') and that morning."""
+    lead = "明日" if when == "eve" else "今日"
+    text = f"{lead}（{day}，周{_WEEKDAYS_ZH[day.weekday()]}）{hours} 为居民节电体验日，请合理安排用电"
+    body = {"kind": "residents", "day": day.isoformat(), "hours": hours, "message": text}
+    return Message(topic(prefix, engine.policy.township.id, "notices"), _json(body))
