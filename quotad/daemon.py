@@ -12,9 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import faulthandler
 import fcntl
 import logging
+import os
 import signal
+import threading
 import time
 from pathlib import Path
 from typing import IO
@@ -178,6 +181,7 @@ class Daemon:
 
     async def _shutdown(self) -> None:
         notify("STOPPING=1")
+        faulthandler.dump_traceback_later(15, exit=False)  # a stop that hangs says where, in the journal
         log.info("stopping: no more readings; flushing the outboxes for up to 3 s")
         if self.meters_mqtt is not None:
             self.meters_mqtt.stop()
@@ -193,6 +197,7 @@ class Daemon:
             self.mqtt_sink.stop()
         self.store.close()
         self.lock.release()
+        faulthandler.cancel_dump_traceback_later()
         log.info("quotad stopped")
 
     async def _drain(self, limit_s: float) -> None:
@@ -232,6 +237,8 @@ class Daemon:
     # -- the tick ------------------------------------------------------------------------------
 
     async def _tick(self) -> None:
+        if self._stop.is_set():
+            return  # stopping: the store is about to close
         now = self.clock.now()
         engine = self.journal.engine
         day = engine.calendar.day_of(now)
@@ -331,4 +338,20 @@ def run(loaded: Loaded, config_path: Path) -> int:
     interval = watchdog_interval_s()
     if interval is not None:
         log.info("systemd watchdog: pinging every %.1f s at most", min(interval, 1.0))
-    return asyncio.run(daemon.run())
+    code = asyncio.run(daemon.run())
+    _bounded_exit(code)
+    return code
+
+
+def _bounded_exit(code: int, limit_s: float = 10.0) -> None:
+    """Everything is durable once the daemon stopped; if the interpreter's teardown (joining worker threads)
+    then hangs, exit anyway rather than leave systemd to kill us."""
+
+    def force() -> None:
+        log.error("exiting took more than %.0f s (a worker thread did not end): exiting now", limit_s)
+        faulthandler.dump_traceback()
+        os._exit(code)
+
+    timer = threading.Timer(limit_s, force)
+    timer.daemon = True
+    timer.start()

@@ -68,28 +68,32 @@ def decode(words: Sequence[int], kind: RegisterType, word_order: WordOrder, scal
     """
     fmt, count = _layout(kind)
     _check_scale(scale)
-    where = f"{kind} words [{_hex(words)}] (word order {word_order})"
     if len(words) != count:
-        msg = f"{where}: {len(words)} words, a {kind} needs {count}"
+        msg = f"{_where(words, kind, word_order)}: {len(words)} words, a {kind} needs {count}"
         raise DecodeError(msg)
     if not all(type(w) is int and 0 <= w <= _ONES16 for w in words):
-        msg = f"{where}: a word outside 0..0xFFFF"
+        msg = f"{_where(words, kind, word_order)}: a word outside 0..0xFFFF"
         raise DecodeError(msg)
-    ordered = list(words) if word_order == "big" else list(reversed(words))
+    ordered = words if word_order == "big" else list(reversed(words))
     raw = b"".join(w.to_bytes(2, "big") for w in ordered)
     sentinel = _SENTINELS[kind].get(int.from_bytes(raw, "big"))
     if sentinel is not None:
-        msg = f"{where}: {sentinel}, the meter's 'no value' marker"
+        msg = f"{_where(words, kind, word_order)}: {sentinel}, the meter's 'no value' marker"
         raise DecodeError(msg)
     value: float = struct.unpack(f">{fmt}", raw)[0]
     if math.isnan(value) or math.isinf(value):
-        msg = f"{where}: {value!r} is not a reading"
+        msg = f"{_where(words, kind, word_order)}: {value!r} is not a reading"
         raise DecodeError(msg)
     scaled = _scaled(value, scale)
     if math.isinf(scaled):
-        msg = f"{where}: {value!r} times scale {scale!r} overflows"
+        msg = f"{_where(words, kind, word_order)}: {value!r} times scale {scale!r} overflows"
         raise DecodeError(msg)
     return scaled
+
+
+def _where(words: Sequence[int], kind: RegisterType, word_order: WordOrder) -> str:
+    """The context of a decoding error (built only when there is one: decoding is on the polling hot path)."""
+    return f"{kind} words [{_hex(words)}] (word order {word_order})"
 
 
 def encode(value: float, kind: RegisterType, word_order: WordOrder, scale: float = 1.0) -> list[int]:

@@ -213,15 +213,15 @@ def decode_block(block: Block, words: Sequence[int]) -> dict[str, float | Decode
     """
     result: dict[str, float | DecodeError] = {}
     for name, field in block.fields:
-        where = f"{name} ({field.table} register {field.address})"
         if len(words) != block.count:
+            where = f"{name} ({field.table} register {field.address})"
             result[name] = DecodeError(f"{where}: {len(words)} words for a block of {block.count}")
             continue
         offset = field.address - block.start
         try:
             value = decode(words[offset : offset + field.count], field.type, field.word_order, field.scale)
         except DecodeError as exc:
-            result[name] = DecodeError(f"{where}: {exc}")
+            result[name] = DecodeError(f"{name} ({field.table} register {field.address}): {exc}")
             continue
         result[name] = value / _PER_KILO[field.unit]
     return result

@@ -13,6 +13,8 @@ import random
 import signal
 import socket
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -33,6 +35,12 @@ EXPECTED = {
 }
 V1 = '[influx]\napi = "v1"\nurl = "{url}"\nbucket = "quotad"'
 V2 = '[influx]\napi = "v2"\nurl = "{url}"\nbucket = "quotad"\norg = "township"'
+
+
+def quotad_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "quotad", *args], capture_output=True, text=True, timeout=60, check=False
+    )
 
 
 def journal_ids(state: Path) -> list[str]:
@@ -86,6 +94,10 @@ def test_a_morning_enforced_live_with_outages_reload_and_watchdog(tmp_path: Path
             town.start_simulator()
             time.sleep(1.0)
             town.start_daemon(env={"NOTIFY_SOCKET": str(notify.path)})
+            follower = subprocess.Popen(
+                [sys.executable, "-m", "quotad", "alerts", "--follow", "--json", "-c", str(config)],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            )  # fmt: skip
             town.wait_until("2010-10-20 03:00")
             # a good reload, then a broken one: the running policy is kept
             policy = tmp_path / "township.toml"
@@ -107,13 +119,27 @@ def test_a_morning_enforced_live_with_outages_reload_and_watchdog(tmp_path: Path
             town.wait_until("2010-10-20 08:45")
             influx.start()
             town.wait_until("2010-10-20 10:40")
+            status = quotad_cli("status", "-c", str(config))
+            lift = quotad_cli("order", "lift", "w-003", "--reason", "复核：仅照明用电", "-c", str(config))
+            time.sleep(0.5)
             assert town.stop_daemon(signal.SIGTERM) == 0
+            follower.send_signal(signal.SIGINT)
+            followed, _ = follower.communicate(timeout=10)
             time.sleep(0.5)
         finally:
             town.close()
             notify.close()
             collector.close()
+        assert status.returncode == 0, status.stderr
+        assert "荣生公司造纸厂" in status.stdout
+        assert "停电令：" in status.stdout
+        assert "rota_off_day" in status.stdout
+        assert lift.returncode == 0, lift.stderr
+        assert "through the running daemon" in lift.stdout
+        assert collector.last("quotad/xx-town/orders/w-003") == ""  # the lifted order's retained topic cleared
+        assert {json.loads(line)["id"] for line in followed.splitlines()} == EXPECTED  # quotad alerts --follow
         log = town.log()
+        assert "cutoff order of w-003 lifted" in log
         assert "policy reloaded" in log
         assert "reload refused:" in log
         assert "township.daily_cap_kwh" in log
@@ -185,11 +211,7 @@ def test_v2_write_path_and_order_lift_with_the_daemon_stopped(tmp_path: Path, br
             town.start_daemon()
             town.wait_until("2010-10-20 04:30")
             assert town.stop_daemon() == 0
-            lift = __import__("subprocess").run(
-                [__import__("sys").executable, "-m", "quotad", "order", "lift", "rongsheng-paper",
-                 "--reason", "县里批准复产", "-c", str(config)],
-                capture_output=True, text=True, check=False,
-            )  # fmt: skip
+            lift = quotad_cli("order", "lift", "rongsheng-paper", "--reason", "县里批准复产", "-c", str(config))
             assert lift.returncode == 0, lift.stderr
             assert "lifted the order of rongsheng-paper" in lift.stdout
             town.start_daemon()  # it delivers the lift it finds in its journal
