@@ -194,8 +194,8 @@ class Demo:
             f"\nStopped. Everything is in {self.dir} (logs *.log, state/quotad.db; InfluxDB data influx/).\n"
             f"InfluxDB held: {json.dumps(rows, ensure_ascii=False)[:200]}\n"
             f"To look again:  influxd -config {self.dir}/influxdb.conf &\n"
-            f"                influx -port {self.influx_port} -database quotad -execute "
-            "'SELECT rule, firm, severity, message FROM quota_alert'\n"
+            f"                curl -sG http://127.0.0.1:{self.influx_port}/query --data-urlencode db=quotad "
+            "--data-urlencode 'q=SELECT rule, firm, severity, message FROM quota_alert'\n"
             f"Topics (on a broker started with mosquitto -c {self.dir}/mosquitto.conf): "
             "quotad/xx-town/alerts/#, quotad/xx-town/status/#, quotad/xx-town/orders/#, quotad/xx-town/notices\n"
         )

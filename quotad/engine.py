@@ -31,6 +31,7 @@ __all__ = ["Engine"]
 _SHED_MAX = 5
 _piece: Callable[[tuple[Micros, Micros, int, str | None, bool]], Piece] = partial(tuple.__new__, Piece)
 _NEVER: Micros = -1  # deadline entries of meters that never reported
+_UNSET: tuple[Micros, Micros, float] = (0, 0, 0.0)  # a day whose projection window is not computed yet
 
 
 class Engine:
@@ -136,13 +137,13 @@ class Engine:
         """Cheap tests first (the day's state, an upper bound of the rate); the exact rate only when it may fire."""
         cal = self.calendar
         day = cal.day if cal.lo <= now < cal.hi else cal.day_of(now)
-        state = self._days.get(day)
-        if state is None:
+        state = self._days.get(day, _UNSET)
+        if state is _UNSET:
             state = self._days[day] = self.rules.projection_window(day)
         if state is None or now < state[0]:
             return []
         consumed = self.ledger.township_day.get(day, 0)
-        if consumed + self.trailing.township_upper_bound_wh() * (state[1] - now) / HOUR_US <= state[2]:
+        if consumed + self.trailing.township_wh_bound * (state[1] - now) / HOUR_US <= state[2]:
             return []
         alerts = self.rules.projection(now)
         if alerts:

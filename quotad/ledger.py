@@ -128,7 +128,7 @@ class Ledger:
         wh = round(reading.energy_kwh * m.factor)
         t0, previous = m.last_t, m.last_wh
         m.last_t, m.last_wh = t1, wh
-        self._note_counter(m, t1, wh)
+        record = self._note_counter(m, t1, wh)
         if t0 is None:
             m.first_wh = wh
             return Applied(m, None, t1, 0, (), None)
@@ -138,10 +138,22 @@ class Ledger:
             kw = delta * 3_600_000 / (t1 - t0)  # Wh over microseconds -> kW
             return Applied(m, None, t1, 0, (), Anomaly("decrease" if delta < 0 else "jump", previous, wh, kw))
         cal = self.calendar
-        if cal.lo <= t0 and t1 <= cal.hi:  # the common case: inside the day the calendar has at hand
-            days: tuple[tuple[dt.date, int], ...] = ((cal.day, delta),)
-        else:
-            days = self._split_days(delta, t0, t1)
+        if cal.lo <= t0:  # the common case: inside t1's day (the calendar has it at hand, and its record)
+            day = cal.day
+            m.counted_wh += delta
+            record.wh += delta
+            firm = m.firm
+            if firm is not None:
+                key = (firm, day)
+                self.firm_day[key] = self.firm_day.get(key, 0) + delta
+                control = self.control
+                if control.start <= day <= control.end:
+                    mkey = (firm, (day.year, day.month))
+                    self.firm_month[mkey] = self.firm_month.get(mkey, 0) + delta
+            if m.township:
+                self.township_day[day] = self.township_day.get(day, 0) + delta
+            return _applied((m, t0, t1, delta, ((day, delta),), None))
+        days = self._split_days(delta, t0, t1)
         self._add(m, days, delta)
         return _applied((m, t0, t1, delta, days, None))
 
@@ -175,7 +187,8 @@ class Ledger:
             if m.township:
                 self.township_day[day] = self.township_day.get(day, 0) + wh
 
-    def _note_counter(self, m: MeterLedger, t: Micros, wh: int) -> None:
+    def _note_counter(self, m: MeterLedger, t: Micros, wh: int) -> DayRecord:
+        """Note the counter read at `t` in its day's record (which it returns); the calendar then holds t's day."""
         cal = self.calendar
         day = cal.day if cal.lo <= t < cal.hi else cal.day_of(t)
         record = m.days.get(day)
@@ -189,6 +202,7 @@ class Ledger:
             record.first_t, record.first_wh = t, wh
         if record.last_t is None or t > record.last_t:
             record.last_t, record.last_wh = t, wh
+        return record
 
     def firm_day_wh(self, firm: str, day: dt.date) -> int:
         return self.firm_day.get((firm, day), 0)

@@ -394,7 +394,7 @@ class Rules:
         cap_wh = control.cap_kwh(day) * 1000
         consumed = self.ledger.township_day_wh(day)
         hours_left = (hi - now) / HOUR_US
-        if consumed + self.trailing.township_upper_bound_wh() * hours_left <= cap_wh:
+        if consumed + self.trailing.township_wh_bound * hours_left <= cap_wh:
             return []
         projected = consumed + self.trailing.township_wh(now) * hours_left
         if projected <= cap_wh:

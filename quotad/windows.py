@@ -33,25 +33,24 @@ class TrailingHour:
 
     def __init__(self) -> None:
         self._pieces: deque[Piece] = deque()
-        self._township_wh = 0  # sum over kept township pieces: an upper bound of the trailing hour
+        self.township_wh_bound = 0  # sum over kept township pieces: an upper bound of the trailing hour (Wh)
 
     def add(self, piece: Piece, now: Micros) -> None:
         if piece.t1 <= now - HOUR_US:
             return
-        self._pieces.append(piece)
+        pieces = self._pieces
+        pieces.append(piece)
         if piece.township:
-            self._township_wh += piece.wh
-        self.prune(now)
+            self.township_wh_bound += piece.wh
+        if pieces[0].t1 <= now - HOUR_US:
+            self.prune(now)
 
     def prune(self, now: Micros) -> None:
         pieces, cutoff = self._pieces, now - HOUR_US
         while pieces and pieces[0].t1 <= cutoff:
             gone = pieces.popleft()
             if gone.township:
-                self._township_wh -= gone.wh
-
-    def township_upper_bound_wh(self) -> int:
-        return self._township_wh
+                self.township_wh_bound -= gone.wh
 
     def township_wh(self, now: Micros) -> float:
         return sum(self._share(p, now) for p in self._pieces if p.township)

@@ -311,7 +311,7 @@ def inline_tables(draw: st.DrawFn) -> Out:
 
 @st.composite
 def multiline_arrays(draw: st.DrawFn) -> Out:
-    lines, marks = ["["], []
+    lines, marks = ["["], list[tuple[Path, int]]()
     elements = draw(st.lists(st.one_of(scalars, multiline_strings(), inline_tables()), max_size=4))
     for index, element in enumerate(elements):
         if draw(st.booleans()):
@@ -365,6 +365,9 @@ def documents(draw: st.DrawFn) -> Doc:
             if name in counts:
                 continue
             counts[name] = 1
+            if draw(st.booleans()):  # a child table first: the parent's own later header is its line
+                out.add((name, "child"), f"[{head}.child]")
+                out.body(draw, (name, "child"))
             out.add((name,), f"[ {head} ]")
             out.body(draw, (name,))
             continue

@@ -125,8 +125,8 @@ def test_township_total_is_the_sum_of_firms(feed: list[Reading]) -> None:
 class _NeverCached(dict):  # type: ignore[type-arg]
     """A cache that never answers: every rule is evaluated on every reading."""
 
-    def get(self, key: object, default: object = None) -> None:  # type: ignore[override]
-        return None
+    def get(self, key: object, default: object = None) -> object:  # type: ignore[override]
+        return default  # "not cached": the engine computes it again
 
 
 def _exhaustive(policy: object) -> Engine:

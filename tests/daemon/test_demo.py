@@ -1,0 +1,23 @@
+"""`quotad demo` (the README's main command): it runs the township live, reports, and leaves nothing running."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+
+def test_demo_runs_a_day_and_stops_everything() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "quotad", "demo", "--days", "1", "--speed", "2400"],
+        capture_output=True, text=True, timeout=180, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    out = result.stdout
+    assert "[违规] 荣生公司造纸厂 2010-10-20 为错时供电停产日" in out  # an alert, in Chinese, as it arrived
+    assert re.search(r"全镇 [\d.]+ kWh / 54611\.0 kWh", out)  # the township's day against its cap
+    assert "Stopped. Everything is in" in out
+    directory = re.search(r"Everything is in (\S+) ", out)
+    assert directory is not None
+    running = subprocess.run(["pgrep", "-af", directory[1]], capture_output=True, text=True, check=False).stdout
+    assert running.strip() == ""  # mosquitto, influxd, the simulator and the daemon are gone
