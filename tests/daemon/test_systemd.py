@@ -22,7 +22,8 @@ def analyze() -> str:
 
 def installed_copy(unit: str, tmp: Path) -> Path:
     """The unit with ExecStart pointing at this checkout's quotad (verify checks the binary exists)."""
-    quotad = Path(sys.executable).with_name("quotad")
+    beside = Path(sys.executable).with_name("quotad")
+    quotad = beside if beside.exists() else Path(shutil.which("quotad") or sys.executable)  # any real executable
     text = (UNITS / unit).read_text(encoding="utf-8").replace("/opt/quotad/bin/quotad", str(quotad))
     target = tmp / unit
     target.write_text(text, encoding="utf-8")
