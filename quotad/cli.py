@@ -151,6 +151,8 @@ def _check_config(path: Path) -> int:
             print(problem)
         print(f"{len(exc.problems)} problem(s) found", file=sys.stderr)
         return 2
+    for warning in loaded.warnings:
+        print(warning, file=sys.stderr)
     print(summary(loaded))
     return 0
 

@@ -75,6 +75,8 @@ class Daemon:
             msg = f"{config_path} is a policy file: `quotad run` needs the daemon file that names it"
             raise QuotadError(msg)
         self.loaded, self.config_path, self.settings = loaded, config_path, loaded.daemon
+        for warning in loaded.warnings:
+            log.warning("%s", warning)
         self.store = Store(self.settings.state_dir)
         self.lock = DaemonLock(self.settings.state_dir)
         if not self.lock.acquire():

@@ -37,6 +37,7 @@ class Loaded:
     policy_path: Path
     daemon: DaemonSettings | None = None
     daemon_path: Path | None = None
+    warnings: tuple[str, ...] = ()  # not errors, but an operator should know (a secret readable by everyone)
 
 
 @dataclass
@@ -126,7 +127,7 @@ def _load_daemon(path: Path, raw: dict[str, Any], index: PositionIndex, env: dic
     problems += _policy_problems(settings.policy, env)
     if problems:
         raise ConfigError(_dedupe(problems))
-    return Loaded(load_policy(settings.policy, env), settings.policy, settings, path)
+    return Loaded(load_policy(settings.policy, env), settings.policy, settings, path, _secret_warnings(doc, settings))
 
 
 def _policy_problems(path: Path, env: dict[str, str]) -> list[Problem]:
@@ -149,6 +150,25 @@ def _resolved(settings: DaemonSettings, base: Path) -> DaemonSettings:
     if settings.influx:
         update["influx"] = settings.influx.model_copy(update={"token_file": fix(settings.influx.token_file)})
     return settings.model_copy(update=update)
+
+
+def _secret_files(settings: DaemonSettings) -> list[tuple[Loc, Path]]:
+    files: list[tuple[Loc, Path | None]] = []
+    if settings.mqtt:
+        files.append((("mqtt", "password_file"), settings.mqtt.password_file))
+    if settings.influx:
+        files.append((("influx", "token_file"), settings.influx.token_file))
+    return [(loc, file) for loc, file in files if file is not None]
+
+
+def _secret_warnings(doc: _Doc, settings: DaemonSettings) -> tuple[str, ...]:
+    """A secret file that others can read (mode & 0o004) is worth a warning: the secret is not secret."""
+    warnings = []
+    for loc, file in _secret_files(settings):
+        if file.is_file() and file.stat().st_mode & 0o004:
+            where = doc.problem(loc, f"{file} is readable by every user (chmod 600 it)")
+            warnings.append(f"warning: {where}")
+    return tuple(warnings)
 
 
 def _secret_problems(doc: _Doc, settings: DaemonSettings) -> list[Problem]:
