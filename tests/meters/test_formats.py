@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -292,7 +293,12 @@ def check_outcome(fmt: Format, payload: bytes) -> None:
     assert 0 <= reading.t < T_MAX
 
 
-FUZZ = settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# 1,000 payloads a format in every run; FUZZ_EXAMPLES=10000 for the long run (about 150 s for the four formats).
+FUZZ = settings(
+    max_examples=int(os.environ.get("FUZZ_EXAMPLES", "1000")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
