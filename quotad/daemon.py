@@ -190,7 +190,11 @@ class Daemon:
         await self._drain(3.0)
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        _done, pending = await asyncio.wait(self._tasks, timeout=5.0) if self._tasks else (set(), set())
+        if pending:  # seen under heavy load (a library swallowing the cancellation): name it, go on
+            log.warning(
+                "stopping: %s did not end within 5 s of being cancelled", ", ".join(t.get_name() for t in pending)
+            )
         backlog = {sink: self.store.backlog(sink) for sink in ("mqtt", "influx")}
         if any(backlog.values()):
             log.info("stopping: %s left in the outboxes, delivered at the next start", backlog)
