@@ -96,6 +96,7 @@ class Daemon:
         self.mqtt_sink: MqttSink | None = None
         self.influx_sink: InfluxSink | None = None
         self.meters_mqtt: MqttMeters | None = None
+        self.poller: ModbusPoller | None = None
         self.wakes = {"mqtt": asyncio.Event(), "influx": asyncio.Event()}
 
     def _clock(self) -> Clock:
@@ -123,7 +124,8 @@ class Daemon:
         scheduler.add_job(self.journal.snapshot, "interval", minutes=5, max_instances=1, coalesce=True, id="snapshot")
         scheduler.start()
         self._tasks.append(asyncio.create_task(self._ingest(), name="ingest"))
-        await self._ready()
+        # READY=1 once the meters are subscribed; meanwhile enforcement runs and a stop is heard at once
+        self._tasks.append(asyncio.create_task(self._ready(), name="ready"))
         while not self._stop.is_set():
             waiters = [asyncio.create_task(self._stop.wait()), asyncio.create_task(self._reload.wait())]
             await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
@@ -159,7 +161,7 @@ class Daemon:
 
     def _start_sources(self, loop: asyncio.AbstractEventLoop) -> None:
         policy = self.journal.policy
-        poller = ModbusPoller(policy.meters, self.clock, self.queue.put_nowait)
+        poller = self.poller = ModbusPoller(policy.meters, self.clock, self.queue.put_nowait)
         if poller.gateways:
             self._tasks.append(asyncio.create_task(poller.run(), name="modbus"))
         mqtt_meters = [m for m in policy.meters if m.mqtt is not None]
@@ -188,6 +190,9 @@ class Daemon:
         if self.meters_mqtt is not None:
             self.meters_mqtt.stop()
         await self._drain(3.0)
+        if self.poller is not None:  # an in-flight read fails now, rather than swallow its cancellation
+            for gateway in self.poller.gateways.values():
+                gateway.link.close()
         for task in self._tasks:
             task.cancel()
         _done, pending = await asyncio.wait(self._tasks, timeout=5.0) if self._tasks else (set(), set())
@@ -210,10 +215,12 @@ class Daemon:
         """Give the ingest loop and the sinks up to `limit_s` to empty the queue and the outboxes."""
         deadline = time.monotonic() + limit_s
         while time.monotonic() < deadline:
-            pending = self.queue.qsize() + sum(
-                self.store.backlog(sink) for sink, on in (("mqtt", self.mqtt_sink), ("influx", self.influx_sink)) if on
-            )
-            if not pending:
+            reachable = []  # an outbox whose peer is down cannot drain now: it waits for the next start
+            if self.mqtt_sink is not None and self.mqtt_sink.connected.is_set():
+                reachable.append("mqtt")
+            if self.influx_sink is not None and not self.influx_sink.down:
+                reachable.append("influx")
+            if not self.queue.qsize() + sum(self.store.backlog(sink) for sink in reachable):
                 return
             await asyncio.sleep(0.05)
 

@@ -141,7 +141,7 @@ class InfluxSink:
         self.settings, self.store = settings, store
         self.token = read_secret(settings.token_file).get_secret_value() if settings.token_file else None
         self.delivered = 0
-        self._down = False
+        self.down = False
         self._v2_api: object | None = None
 
     async def deliver(self, wake: asyncio.Event, retry_s: float = 2.0) -> None:
@@ -155,14 +155,14 @@ class InfluxSink:
             try:
                 await asyncio.to_thread(self._write, body)
             except (OSError, urllib.error.URLError, RuntimeError) as exc:
-                if not self._down:
+                if not self.down:
                     log.warning("InfluxDB at %s unavailable (%s); points wait in the outbox", self.settings.url, exc)
-                self._down = True
+                self.down = True
                 await asyncio.sleep(retry_s)
                 continue
-            if self._down:
+            if self.down:
                 log.info("InfluxDB at %s is back", self.settings.url)
-            self._down = False
+            self.down = False
             self.store.acknowledge("influx", [item.seq for item in batch])
             self.delivered += len(batch)
 

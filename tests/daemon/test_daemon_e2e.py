@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.brokers import Mosquitto
-from tests.daemon.township import Collector, Township, township_files
+from tests.daemon.township import Collector, Township, eventually, township_files
 from tests.services import Influx1, Victoria
 
 EXPECTED = {
@@ -119,6 +119,8 @@ def test_a_morning_enforced_live_with_outages_reload_and_watchdog(tmp_path: Path
             town.wait_until("2010-10-20 08:45")
             influx.start()
             town.wait_until("2010-10-20 10:40")
+            eventually(lambda: {a["id"] for a in collector.alerts()} >= EXPECTED, "every alert on MQTT")
+            eventually(lambda: len(influx.query("SELECT id FROM quota_alert")) >= len(EXPECTED), "every alert stored")
             status = quotad_cli("status", "-c", str(config))
             lift = quotad_cli("order", "lift", "w-003", "--reason", "复核：仅照明用电", "-c", str(config))
             time.sleep(0.5)
@@ -184,6 +186,8 @@ def test_kill_9_at_random_moments_loses_and_repeats_nothing(tmp_path: Path, brok
                 time.sleep(0.3)
                 town.start_daemon()
             town.wait_until("2010-10-20 10:40")
+            eventually(lambda: {a["id"] for a in collector.alerts()} >= EXPECTED, "every alert on MQTT")
+            eventually(lambda: len(influx.query("SELECT id FROM quota_alert")) >= len(EXPECTED), "every alert stored")
             assert town.stop_daemon(signal.SIGTERM) == 0
             time.sleep(0.5)
         finally:
@@ -228,3 +232,39 @@ def test_v2_write_path_and_order_lift_with_the_daemon_stopped(tmp_path: Path, br
         assert len({s["metric"]["meter"] for s in readings}) == 26
         lifted = victoria.export('{__name__="cutoff_order_lifted", firm="rongsheng-paper"}')
         assert sorted(v for s in lifted for v in s["values"]) == [0, 1]  # issued, then lifted
+
+
+def test_broker_and_database_down_at_once_with_a_restart_in_between(tmp_path: Path, broker: Mosquitto) -> None:
+    """Both peers down together, the daemon restarted while they are down: afterwards every alert arrives on
+    both, in the order raised, each id once in the journal and in InfluxDB."""
+    with Influx1(tmp_path / "influx") as influx:
+        town = Township(tmp_path, township_files(tmp_path, broker.port, V1.format(url=influx.url)))
+        collector = Collector(broker, ["quotad/xx-town/alerts/#"])
+        try:
+            town.start_simulator()
+            time.sleep(1.0)
+            town.start_daemon()
+            town.wait_until("2010-10-20 03:00")
+            broker.stop()
+            influx.stop()
+            town.wait_until("2010-10-20 03:15")
+            assert town.stop_daemon(signal.SIGTERM) == 0  # a clean stop with both peers down
+            town.start_daemon()
+            town.wait_until("2010-10-20 03:40")  # short for the broker: at 900x paho's reconnect backoff of a
+            broker.start()  # few real seconds is an hour of simulated silence for the MQTT meters
+            town.wait_until("2010-10-20 04:45")
+            influx.start()
+            town.wait_until("2010-10-20 10:40")
+            eventually(lambda: {a["id"] for a in collector.alerts()} >= EXPECTED, "every alert on MQTT")
+            eventually(lambda: len(influx.query("SELECT id FROM quota_alert")) >= len(EXPECTED), "every alert stored")
+            assert town.stop_daemon(signal.SIGTERM) == 0
+            time.sleep(0.5)
+        finally:
+            town.close()
+            collector.close()
+        raised = journal_ids(tmp_path / "state")
+        assert sorted(raised) == sorted(EXPECTED)
+        on_mqtt = [a["id"] for a in collector.alerts()]
+        assert list(dict.fromkeys(on_mqtt)) == raised
+        assert sorted(row["id"] for row in influx.query("SELECT id FROM quota_alert")) == sorted(EXPECTED)
+        assert "Traceback" not in town.log()
