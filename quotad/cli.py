@@ -14,7 +14,7 @@ from pathlib import Path
 
 from quotad import __version__
 from quotad.config.load import Loaded, load
-from quotad.errors import ConfigError, QuotadError
+from quotad.errors import ConfigError, QuotadError, UsageError
 from quotad.meters.feed import counters, to_jsonl
 from quotad.replay import replay
 from quotad.schedule.calendar import Calendar
@@ -107,6 +107,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
+        return 2
+    except UsageError as exc:
+        print(f"quotad: {exc}", file=sys.stderr)
         return 2
     except QuotadError as exc:
         print(f"quotad: {exc}", file=sys.stderr)

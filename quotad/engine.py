@@ -236,6 +236,3 @@ class Engine:
         self.orders[firm_id] = lifted
         self.forget_firm(firm_id)
         return lifted
-
-    def today(self) -> dt.date | None:
-        return self.calendar.day_of(self.now) if self.now is not None else None

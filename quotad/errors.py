@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["ConfigError", "DecodeError", "MeterError", "Problem", "QuotadError", "ReadingError"]
+__all__ = [
+    "ConfigError",
+    "DecodeError",
+    "MeterError",
+    "Problem",
+    "QuotadError",
+    "ReadingError",
+    "UsageError",
+]
 
 
 class QuotadError(Exception):
@@ -31,6 +39,10 @@ class ConfigError(QuotadError):
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = sorted(set(problems))
         super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class UsageError(QuotadError):
+    """A command given what it cannot work with (an unknown firm, an empty reason): exit code 2."""
 
 
 class ReadingError(QuotadError):

@@ -23,6 +23,7 @@ from quotad.engine import Engine
 from quotad.outputs import EnergyPoints, Message, alert_line, alert_message, line, order_line, order_message
 from quotad.readings import Reading
 from quotad.store import Store
+from quotad.windows import HOUR_US
 
 __all__ = ["Journal", "order_from_json", "policy_fingerprint"]
 
@@ -125,7 +126,9 @@ class Journal:
             rows.append(("influx", "firm_energy", point))
         if self.points.due("township", t):
             total = engine.ledger.township_day_wh(day) / 1000
-            point = self.points.total(t, total, engine.plan.control.cap_kwh(day), None)
+            _lo, end = engine.calendar.bounds(day)
+            projected = total + engine.trailing.township_wh(t) / 1000 * max(0, end - t) / HOUR_US
+            point = self.points.total(t, total, engine.plan.control.cap_kwh(day), projected)
             rows.append(("influx", "township_energy", point))
         return rows
 
@@ -161,7 +164,9 @@ class Journal:
                 if engine.orders.get(order.firm) != order:
                     engine.orders[order.firm] = order
                     engine.forget_firm(order.firm)
-            self.points.due(self.meter_firm.get(meter) or "", t)
+            firm = self.meter_firm.get(meter)
+            if firm is not None:  # the same subjects as the live path, so the points after a restart match
+                self.points.due(firm, t)
             self.points.due("township", t)
         elif kind == "lift":
             standing = engine.orders.get(body["firm"])

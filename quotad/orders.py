@@ -15,7 +15,7 @@ import time
 
 from quotad.config.load import Loaded
 from quotad.daemon import DaemonLock
-from quotad.errors import QuotadError
+from quotad.errors import QuotadError, UsageError
 from quotad.journal import Journal
 from quotad.store import Store
 
@@ -27,13 +27,13 @@ def lift(loaded: Loaded, firm: str, reason: str, wait_s: float = 15.0) -> str:
     settings = loaded.daemon
     if settings is None:
         msg = "order lift needs the daemon file (-c quotad.toml): the orders live in its state_dir"
-        raise QuotadError(msg)
+        raise UsageError(msg)
     if not reason.strip():
         msg = "--reason must say why the order is lifted"
-        raise QuotadError(msg)
+        raise UsageError(msg)
     if firm not in {f.id for f in loaded.policy.firms}:
         msg = f"unknown firm {firm!r}"
-        raise QuotadError(msg)
+        raise UsageError(msg)
     store = Store(settings.state_dir)
     by = os.environ.get("SUDO_USER") or getpass.getuser()
     at = dt.datetime.now(loaded.policy.township.tz).isoformat(timespec="seconds")

@@ -155,3 +155,15 @@ def test_env_override_of_the_policy(tmp_path: Path) -> None:
     result = quotad("replay", "-c", str(CONFIG / "township.toml"), str(DAY), env=env)
     ids = [json.loads(line)["id"] for line in result.stdout.splitlines()]
     assert "xx-town/township/township_cap/2010-10-20/1.0" in ids
+
+
+def test_order_lift_of_an_unknown_firm_is_bad_usage(tmp_path: Path) -> None:
+    config = tmp_path / "quotad.toml"
+    (tmp_path / "township.toml").write_text((CONFIG / "township.toml").read_text(encoding="utf-8"), encoding="utf-8")
+    config.write_text(f'policy = "township.toml"\nstate_dir = "{tmp_path}/state"\n', encoding="utf-8")
+    result = quotad("order", "lift", "no-such-firm", "--reason", "x", "-c", str(config))
+    assert result.returncode == 2
+    assert "unknown firm 'no-such-firm'" in result.stderr
+    stopped = quotad("order", "lift", "shengda", "--reason", "x", "-c", str(config))
+    assert stopped.returncode == 1  # a runtime failure: there is no standing order to lift
+    assert "no standing cutoff order" in stopped.stderr

@@ -37,6 +37,12 @@ V1 = '[influx]\napi = "v1"\nurl = "{url}"\nbucket = "quotad"'
 V2 = '[influx]\napi = "v2"\nurl = "{url}"\nbucket = "quotad"\norg = "township"'
 
 
+def delivered(collector: Collector, influx: Influx1) -> None:
+    """Wait (bounded) until every expected alert reached MQTT and InfluxDB: delivery is asynchronous."""
+    eventually(lambda: {a["id"] for a in collector.alerts()} >= EXPECTED, "every alert on MQTT")
+    eventually(lambda: len(influx.query("SELECT id FROM quota_alert")) >= len(EXPECTED), "every alert stored")
+
+
 def quotad_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "quotad", *args], capture_output=True, text=True, timeout=60, check=False
@@ -119,8 +125,7 @@ def test_a_morning_enforced_live_with_outages_reload_and_watchdog(tmp_path: Path
             town.wait_until("2010-10-20 08:45")
             influx.start()
             town.wait_until("2010-10-20 10:40")
-            eventually(lambda: {a["id"] for a in collector.alerts()} >= EXPECTED, "every alert on MQTT")
-            eventually(lambda: len(influx.query("SELECT id FROM quota_alert")) >= len(EXPECTED), "every alert stored")
+            delivered(collector, influx)
             status = quotad_cli("status", "-c", str(config))
             lift = quotad_cli("order", "lift", "w-003", "--reason", "复核：仅照明用电", "-c", str(config))
             time.sleep(0.5)
@@ -186,8 +191,7 @@ def test_kill_9_at_random_moments_loses_and_repeats_nothing(tmp_path: Path, brok
                 time.sleep(0.3)
                 town.start_daemon()
             town.wait_until("2010-10-20 10:40")
-            eventually(lambda: {a["id"] for a in collector.alerts()} >= EXPECTED, "every alert on MQTT")
-            eventually(lambda: len(influx.query("SELECT id FROM quota_alert")) >= len(EXPECTED), "every alert stored")
+            delivered(collector, influx)
             assert town.stop_daemon(signal.SIGTERM) == 0
             time.sleep(0.5)
         finally:
@@ -255,8 +259,7 @@ def test_broker_and_database_down_at_once_with_a_restart_in_between(tmp_path: Pa
             town.wait_until("2010-10-20 04:45")
             influx.start()
             town.wait_until("2010-10-20 10:40")
-            eventually(lambda: {a["id"] for a in collector.alerts()} >= EXPECTED, "every alert on MQTT")
-            eventually(lambda: len(influx.query("SELECT id FROM quota_alert")) >= len(EXPECTED), "every alert stored")
+            delivered(collector, influx)
             assert town.stop_daemon(signal.SIGTERM) == 0
             time.sleep(0.5)
         finally:
