@@ -331,13 +331,18 @@ class Daemon:
         self.journal = journal
         self._status_sent.clear()
         log.info("policy reloaded from %s", loaded.policy_path)
-        if [m.model_dump() for m in loaded.policy.meters] != [m.model_dump() for m in self.loaded.policy.meters]:
+        if _how_read(loaded) != _how_read(self.loaded):  # multipliers, limits, firms take effect at once
             log.warning("the meters changed: restart quotad for the new meters to be read")
         self.loaded = loaded
 
     def _topic(self, *parts: str) -> str:
         assert self.prefix is not None
         return topic(self.prefix, self.journal.policy.township.id, *parts)
+
+
+def _how_read(loaded: Loaded) -> list[dict[str, object]]:
+    """Which meters are read, and how: what the running sources were built from."""
+    return [m.model_dump(include={"id", "modbus", "mqtt"}) for m in loaded.policy.meters]
 
 
 def run(loaded: Loaded, config_path: Path) -> int:

@@ -29,6 +29,7 @@ __all__ = ["Journal", "order_from_json", "policy_fingerprint"]
 
 log = logging.getLogger(__name__)
 SNAPSHOT_EVERY = 20_000  # events between snapshots
+SNAPSHOT_FORMAT = 2  # bumped whenever the pickled state's classes change
 
 
 def policy_fingerprint(policy: Policy) -> str:
@@ -53,11 +54,14 @@ class Journal:
         self.points = EnergyPoints(policy.township.id)
         self.last_event = 0
         self.meter_firm = {m.id: m.firm for m in policy.meters}
+        self._multipliers_settled = False
 
     # -- live ----------------------------------------------------------------------------------
 
     def record_reading(self, reading: Reading) -> list[Alert]:
         """Ingest `reading` and make it durable with everything it produced; [] if it was not newer."""
+        if not self._multipliers_settled:
+            self.settle_multipliers()
         engine = self.engine
         before = engine.ledger.meters[reading.meter].last_t if reading.meter in engine.ledger.meters else None
         orders_before = dict(engine.orders)
@@ -74,6 +78,28 @@ class Journal:
         self.last_event = self.store.append("reading", body, self._outbox(reading, alerts, new_orders))
         self._maybe_snapshot()
         return alerts
+
+    def settle_multipliers(self) -> dict[str, float]:
+        """Journal the policy's meter multipliers (CT x PT ratios) that differ from those in force, effective from
+        now; returns them. The first call on a new journal records them all, so that a replay under a later policy
+        counts every reading at the ratio that was in force when it was read."""
+        self._multipliers_settled = True
+        ledger = self.engine.ledger
+        wanted = {m.id: m.multiplier for m in self.policy.meters}
+        if not self.store.has_event("multipliers"):
+            changed = wanted
+        else:
+            changed = {meter: value for meter, value in wanted.items() if ledger.meters[meter].multiplier != value}
+            for meter, value in changed.items():
+                log.warning(
+                    "meter %s: multiplier %g -> %g; its counter's rises count at the new ratio from now on",
+                    meter, ledger.meters[meter].multiplier, value,
+                )  # fmt: skip
+        if changed:
+            for meter, value in changed.items():
+                ledger.set_multiplier(meter, value)
+            self.last_event = self.store.append("multipliers", {"multipliers": changed})
+        return changed
 
     def record_lift(self, firm: str, by: str, reason: str, at: str) -> Order:
         order = self.engine.lift(firm, by, reason, at)
@@ -150,6 +176,7 @@ class Journal:
             self._replay(event.kind, event.body)
             self.last_event = event.seq
             replayed += 1
+        self.settle_multipliers()
         return replayed
 
     def _replay(self, kind: str, body: dict[str, Any]) -> None:
@@ -168,6 +195,10 @@ class Journal:
             if firm is not None:  # the same subjects as the live path, so the points after a restart match
                 self.points.due(firm, t)
             self.points.due("township", t)
+        elif kind == "multipliers":
+            for meter, value in body["multipliers"].items():
+                if meter in engine.ledger.meters:
+                    engine.ledger.set_multiplier(meter, value)
         elif kind == "lift":
             standing = engine.orders.get(body["firm"])
             if standing is not None and standing.lifted is None:
@@ -198,4 +229,4 @@ class Journal:
         self.store.save_snapshot(self.last_event, self._snapshot_version(), blob)
 
     def _snapshot_version(self) -> str:
-        return f"{__version__}:{policy_fingerprint(self.policy)}"
+        return f"{__version__}:{SNAPSHOT_FORMAT}:{policy_fingerprint(self.policy)}"

@@ -43,6 +43,7 @@ class MeterLedger:
     id: str
     firm: str | None
     township: bool  # counts toward the township's total
+    multiplier: float  # the CT x PT ratio in force
     factor: float  # multiplier x 1000: counter kWh -> Wh
     max_kw: float | None
     offline_us: Micros
@@ -102,6 +103,7 @@ class Ledger:
                 id=m.id,
                 firm=m.firm,
                 township=(m.id in feeders) if feeders else m.firm is not None,
+                multiplier=m.multiplier,
                 factor=m.multiplier * 1000.0,
                 max_kw=m.max_kw,
                 offline_us=round(m.offline_after_s * 1_000_000),
@@ -118,6 +120,15 @@ class Ledger:
         except KeyError:
             msg = f"unknown meter {meter_id!r}"
             raise ReadingError(msg) from None
+
+    def set_multiplier(self, meter_id: str, multiplier: float) -> None:
+        """A new CT x PT ratio for a meter, from now on. Energy already counted stays as counted; the counter's
+        next rise is multiplied by the new ratio (the baseline is rescaled, so the change itself counts nothing)."""
+        m = self.meter(meter_id)
+        factor = multiplier * 1000.0
+        if m.last_t is not None:
+            m.last_wh = round(m.last_wh * factor / m.factor)
+        m.multiplier, m.factor = multiplier, factor
 
     def apply(self, reading: Reading) -> Applied | None:
         """Account one reading; None when it is not newer than the meter's last accepted one."""

@@ -24,7 +24,7 @@ __all__ = ["Event", "OutboxItem", "Store"]
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    kind TEXT NOT NULL,              -- 'reading' | 'lift'
+    kind TEXT NOT NULL,              -- 'reading' | 'lift' | 'notice' | 'multipliers'
     body TEXT NOT NULL               -- JSON
 );
 CREATE TABLE IF NOT EXISTS outbox (
@@ -94,6 +94,9 @@ class Store:
         cursor = self.db.execute("SELECT seq, kind, body FROM events WHERE seq > ? ORDER BY seq", (after,))
         for seq, kind, body in cursor:
             yield Event(seq, kind, json.loads(body))
+
+    def has_event(self, kind: str) -> bool:
+        return self.db.execute("SELECT 1 FROM events WHERE kind = ? LIMIT 1", (kind,)).fetchone() is not None
 
     def last_event(self) -> int:
         row = self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()

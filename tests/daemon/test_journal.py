@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from quotad import journal as journal_module
 from quotad.config.load import load
+from quotad.config.policy import Policy
 from quotad.journal import Journal
 from quotad.meters.feed import counters
 from quotad.outputs import Message
@@ -158,3 +159,55 @@ def test_township_energy_points_carry_the_projection(tmp_path: Path) -> None:
     points = [i.body for i in journal.store.pending("influx", 10**6) if i.body.startswith("township_energy,")]
     assert points
     assert all("projected_kwh=" in p and "cap_kwh=54611.0" in p for p in points[1:])  # the first has no rate yet
+
+
+def with_multiplier(meter_id: str, value: float) -> Policy:
+    meters = [m.model_copy(update={"multiplier": value}) if m.id == meter_id else m for m in POLICY.meters]
+    return POLICY.model_copy(update={"meters": meters})
+
+
+def test_a_ct_ratio_changed_by_reload_counts_from_then_on(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """An electrician swaps sd-main's CT for one of twice the ratio, the operator edits `multiplier` and reloads:
+    energy already counted stays as counted, the counter's later rises count double, and a restart (from the
+    snapshot or from the bare journal) keeps exactly that."""
+    half = len(FEED) // 2
+    raw = [r.energy_kwh for r in FEED if r.meter == "sd-main"]
+    at_reload = [r.energy_kwh for r in FEED[:half] if r.meter == "sd-main"][-1]
+    journal = Journal(Store(tmp_path), POLICY, prefix="quotad", influx=False)
+    for reading in FEED[:half]:
+        journal.record_reading(reading)
+    before = dict(journal.engine.ledger.firm_day), journal.engine.ledger.meters["sd-main"].counted_wh
+    doubled = with_multiplier("sd-main", 2.0)
+    reloaded = Journal(Store(tmp_path), doubled, prefix="quotad", influx=False)  # what SIGHUP does
+    reloaded.restore()
+    assert (dict(reloaded.engine.ledger.firm_day), reloaded.engine.ledger.meters["sd-main"].counted_wh) == before
+    assert "meter sd-main: multiplier 1 -> 2" in caplog.text
+    for reading in FEED[half:]:
+        reloaded.record_reading(reading)
+    counted = reloaded.engine.ledger.meters["sd-main"].counted_wh - before[1]
+    assert abs(counted - 2 * (raw[-1] - at_reload) * 1000) <= 2  # rounding of the rescaled baseline
+
+    straight = Journal(Store(tmp_path / "straight"), POLICY, prefix="quotad", influx=False)
+    for reading in FEED:
+        straight.record_reading(reading)
+    sd_days = {k: v for k, v in reloaded.engine.ledger.firm_day.items() if k[0] == "shengda"}
+    straight_sd = {k: v for k, v in straight.engine.ledger.firm_day.items() if k[0] == "shengda"}
+    assert sum(sd_days.values()) - sum(straight_sd.values()) == pytest.approx(counted / 2, abs=2)
+    others = {k: v for k, v in reloaded.engine.ledger.firm_day.items() if k[0] != "shengda"}
+    assert others == {k: v for k, v in straight.engine.ledger.firm_day.items() if k[0] != "shengda"}
+
+    for drop_snapshots in (False, True):
+        store = Store(tmp_path)
+        if drop_snapshots:
+            store.db.execute("DELETE FROM snapshots")
+        restarted = Journal(store, doubled, prefix="quotad", influx=False)
+        restarted.restore()
+        assert restarted.engine.ledger.firm_day == reloaded.engine.ledger.firm_day
+        assert restarted.engine.ledger.township_day == reloaded.engine.ledger.township_day
+        assert restarted.engine.raised == reloaded.engine.raised
+        assert not list(store.events(reloaded.last_event))  # nothing new to journal: the ratio is in force
+
+    back = Journal(Store(tmp_path), POLICY, prefix="quotad", influx=False)  # and the old CT put back
+    back.restore()
+    assert back.engine.ledger.firm_day == reloaded.engine.ledger.firm_day
+    assert back.engine.ledger.meters["sd-main"].multiplier == 1.0
