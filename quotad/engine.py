@@ -77,9 +77,13 @@ class Engine:
         if not late:
             self.now = now = t
         assert now is not None
-        if m.offline_alerted and now - t <= m.offline_us:
-            m.offline_alerted = False  # its silence is over: watch it again
-            heapq.heappush(self._deadlines, (t + m.offline_us, m.id, t))
+        stale = False
+        if m.offline_alerted:
+            if now - t <= m.offline_us:
+                m.offline_alerted = False  # its silence is over: watch it again
+                heapq.heappush(self._deadlines, (t + m.offline_us, m.id, t))
+        elif late and now - t > m.offline_us:
+            stale = True  # its newest reading is already too old (a clock far behind): offline now, not later
         self._shed = None
         alerts: list[Alert] = []
         if applied.anomaly is not None:
@@ -90,6 +94,8 @@ class Engine:
             alerts += self._projection(now)
         if self._deadlines[0][0] < now:
             alerts += self._offline(now)
+        if stale and not m.offline_alerted:
+            alerts += self._went_offline(m, now, t)
         return alerts
 
     def _energy(self, applied: Applied, now: Micros) -> list[Alert]:
@@ -186,20 +192,21 @@ class Engine:
                 heapq.heapreplace(heap, (m.last_t + m.offline_us, meter_id, m.last_t))
                 continue
             heapq.heappop(heap)  # silent: no entry until its silence ends (see `ingest`)
-            if m.offline_alerted:
-                continue
-            m.offline_alerted = True
-            firm = self.firms.get(m.firm) if m.firm is not None else None
-            last_text = self.calendar.isoformat(last) if last != _NEVER else None
-            alert = self.rules.emit(
-                now, "meter_offline", "warning", self.calendar.day_of(now).isoformat(),
-                firm=firm, meter=m.id, consumed_kwh=None, limit_kwh=None, projected_kwh=None, action="none",
-                cutoff_until=None,
-                message=messages.offline_message(m.id, self._owner(m), m.offline_us / 1_000_000, last_text),
-            )  # fmt: skip
-            if alert is not None:
-                alerts.append(alert)
+            if not m.offline_alerted:
+                alerts += self._went_offline(m, now, last)
         return alerts
+
+    def _went_offline(self, m: MeterLedger, now: Micros, last: Micros) -> list[Alert]:
+        m.offline_alerted = True
+        firm = self.firms.get(m.firm) if m.firm is not None else None
+        last_text = self.calendar.isoformat(last) if last != _NEVER else None
+        alert = self.rules.emit(
+            now, "meter_offline", "warning", self.calendar.day_of(now).isoformat(),
+            firm=firm, meter=m.id, consumed_kwh=None, limit_kwh=None, projected_kwh=None, action="none",
+            cutoff_until=None,
+            message=messages.offline_message(m.id, self._owner(m), m.offline_us / 1_000_000, last_text),
+        )  # fmt: skip
+        return [alert] if alert is not None else []
 
     # -- shed, orders, views -------------------------------------------------------------------
 

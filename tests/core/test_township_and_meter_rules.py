@@ -157,6 +157,26 @@ def test_offline_once_per_silence_and_never_reported_meters() -> None:
     assert "从未上报读数" in offline[0].message
 
 
+def test_a_meter_whose_clock_is_an_hour_behind_is_offline_at_its_first_reading() -> None:
+    """Its newest reading is already more than `offline_after_s` behind the township's event time: SPEC's offline
+    holds at once (not only once the never-reported deadline of the first reading comes due), and only once
+    while it stays behind; its energy still counts at its own stamps."""
+    readings = [
+        r("p-m", "2010-10-21 10:00", 0.0),
+        r("x-m", "2010-10-21 09:00", 10.0),  # an hour behind
+        r("x-m", "2010-10-21 09:01", 11.0),
+        r("p-m", "2010-10-21 10:01", 1.0),
+        r("x-m", "2010-10-21 09:02", 12.0),
+        r("p-m", "2010-10-21 10:30", 2.0),
+        r("x-m", "2010-10-21 10:29", 13.0),  # its clock set right: back, and watched again
+        r("p-m", "2010-10-21 11:00", 3.0),
+    ]
+    engine, alerts = run(make_policy(), readings)
+    assert [(a.meter, a.ts[11:19]) for a in alerts if a.meter == "x-m"] == [("x-m", "10:00:00")]
+    assert "09:00" in next(a for a in alerts if a.meter == "x-m").message  # when its newest reading is stamped
+    assert engine.ledger.firm_day_wh("x", engine.calendar.day_of(engine.now or 0)) == 3000
+
+
 def test_own_reading_ending_silence_raises_nothing() -> None:
     policy = make_policy(meters=("p",))
     _, alerts = run(policy, [r("p-m", "2010-10-21 00:00", 0.0), r("p-m", "2010-10-21 05:00", 1.0)])
