@@ -89,6 +89,9 @@ class ReadOnlyLink:
         if response.isError():
             msg = f"exception response {response}"
             raise MeterError(msg)
+        if response.function_code != function:  # pymodbus takes an FC 4 answer to an FC 3 request (and back)
+            msg = f"answer with function code {response.function_code} to a request with {function}"
+            raise MeterError(msg)
         registers = list(response.registers)
         if len(registers) != count:
             msg = f"{len(registers)} registers returned, {count} asked"
