@@ -28,12 +28,12 @@ from quotad.clock import Clock, shared_anchor
 from quotad.config.daemon import read_secret
 from quotad.config.load import Loaded, load
 from quotad.errors import ConfigError, QuotadError, ReadingError
+from quotad.inbox import Inbox
 from quotad.journal import Journal
 from quotad.meters.modbus import ModbusPoller
 from quotad.meters.mqtt import MqttMeters, meter_topics
 from quotad.notify import notify, watchdog_interval_s
 from quotad.outputs import Message, topic
-from quotad.readings import Reading
 from quotad.schedule.calendar import MICROS_PER_S, to_micros
 from quotad.sinks import InfluxSink, MqttSink
 from quotad.status import residents_notice, rota_notice, status_messages
@@ -86,11 +86,12 @@ class Daemon:
         mqtt = self.settings.mqtt
         self.prefix = mqtt.topic_prefix if mqtt else None
         self.journal = Journal(self.store, loaded.policy, self.prefix, self.settings.influx is not None)
-        self.queue: asyncio.Queue[Reading] = asyncio.Queue(maxsize=100_000)
+        self.inbox: Inbox | None = None  # made by `run`, on its loop
         self.rejected: dict[str, int] = {}
         self._status_sent: dict[str, tuple[str, float]] = {}
         self._day: dt.date | None = None
         self._stop = asyncio.Event()
+        self.exit_code = 0
         self._reload = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.mqtt_sink: MqttSink | None = None
@@ -110,6 +111,7 @@ class Daemon:
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
+        self.inbox = Inbox(loop)
         started = time.monotonic()
         replayed = self.journal.restore()
         log.info("state restored from %s: %d journal events replayed in %.2f s",
@@ -118,7 +120,7 @@ class Daemon:
         loop.add_signal_handler(signal.SIGINT, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, self._reload.set)
         self._start_sinks()
-        self._start_sources(loop)
+        self._start_sources(self.inbox)
         scheduler = AsyncIOScheduler()
         scheduler.add_job(self._tick, "interval", seconds=1, max_instances=1, coalesce=True, id="tick")
         scheduler.add_job(self.journal.snapshot, "interval", minutes=5, max_instances=1, coalesce=True, id="snapshot")
@@ -136,7 +138,7 @@ class Daemon:
                 self.reload()
         scheduler.shutdown(wait=False)
         await self._shutdown()
-        return 0
+        return self.exit_code
 
     async def _ready(self) -> None:
         if self.meters_mqtt is not None:
@@ -159,9 +161,9 @@ class Daemon:
         for wake in self.wakes.values():
             wake.set()
 
-    def _start_sources(self, loop: asyncio.AbstractEventLoop) -> None:
+    def _start_sources(self, inbox: Inbox) -> None:
         policy = self.journal.policy
-        poller = self.poller = ModbusPoller(policy.meters, self.clock, self.queue.put_nowait)
+        poller = self.poller = ModbusPoller(policy.meters, self.clock, inbox.put)
         if poller.gateways:
             self._tasks.append(asyncio.create_task(poller.run(), name="modbus"))
         mqtt_meters = [m for m in policy.meters if m.mqtt is not None]
@@ -171,7 +173,7 @@ class Daemon:
             self.meters_mqtt = MqttMeters(
                 meter_topics(mqtt_meters, settings.topic_prefix, policy.township.id),
                 settings.host, settings.port, policy.township.tz,
-                lambda reading: self._from_thread(loop, reading),
+                on_delivery=inbox.put_from_thread,
                 client_id=f"{settings.client_id}-meters", username=settings.username, password=password,
                 ca_file=settings.ca_file, keepalive_s=settings.keepalive_s, now=self.clock.now,
             )  # fmt: skip
@@ -179,14 +181,12 @@ class Daemon:
         elif mqtt_meters:
             log.warning("%d MQTT meters but no [mqtt] section: they are not read", len(mqtt_meters))
 
-    def _from_thread(self, loop: asyncio.AbstractEventLoop, reading: Reading) -> None:
-        """Called by paho's network thread: hand the reading to the loop."""
-        loop.call_soon_threadsafe(self.queue.put_nowait, reading)
-
     async def _shutdown(self) -> None:
         notify("STOPPING=1")
         faulthandler.dump_traceback_later(15, exit=False)  # a stop that hangs says where, in the journal
         log.info("stopping: no more readings; flushing the outboxes for up to 3 s")
+        if self.inbox is not None:
+            self.inbox.closed = True  # what paho still holds stays unacknowledged: the broker keeps it
         if self.meters_mqtt is not None:
             self.meters_mqtt.stop()
         await self._drain(3.0)
@@ -220,27 +220,45 @@ class Daemon:
                 reachable.append("mqtt")
             if self.influx_sink is not None and not self.influx_sink.down:
                 reachable.append("influx")
-            if not self.queue.qsize() + sum(self.store.backlog(sink) for sink in reachable):
+            if not len(self.inbox or ()) + sum(self.store.backlog(sink) for sink in reachable):
                 return
             await asyncio.sleep(0.05)
 
     # -- readings ------------------------------------------------------------------------------
 
     async def _ingest(self) -> None:
+        """Readings from the inbox into the journal, a batch per transaction; each acknowledged to its broker
+        only once the batch is durable, so a crash anywhere loses none (the broker sends them again)."""
+        try:
+            await self._ingest_batches()
+        except Exception:  # a bug: the engine may be ahead of the journal; a restart rebuilds it from the journal
+            log.exception("ingesting readings failed: stopping, so that a restart rebuilds the state from the journal")
+            self.exit_code = 1
+            self._stop.set()
+
+    async def _ingest_batches(self) -> None:
+        assert self.inbox is not None
         while True:
-            reading = await self.queue.get()
-            if reading.t > self.clock.now() + FUTURE_LIMIT:
-                self._reject(reading.meter, "stamped more than 5 minutes ahead of the clock")
-                continue
-            try:
-                alerts = self.journal.record_reading(reading)
-            except ReadingError as exc:
-                self._reject(reading.meter, str(exc))
-                continue
+            batch = await self.inbox.take()
+            alerts = []
+            limit = self.clock.now() + FUTURE_LIMIT
+            with self.store.batch():
+                for reading, _ack in batch:
+                    if reading.t > limit:
+                        self._reject(reading.meter, "stamped more than 5 minutes ahead of the clock")
+                        continue
+                    try:
+                        alerts += self.journal.record_reading(reading)
+                    except ReadingError as exc:
+                        self._reject(reading.meter, str(exc))
+            for _reading, ack in batch:
+                if ack is not None:
+                    ack()
             for alert in alerts:
                 log.warning("%s %s", alert.id, alert.message)
             for wake in self.wakes.values():
                 wake.set()
+            await asyncio.sleep(0)  # the sinks and the tick get their turn between batches
 
     def _reject(self, meter: str, why: str) -> None:
         count = self.rejected[meter] = self.rejected.get(meter, 0) + 1

@@ -72,6 +72,7 @@ class Store:
         self.db.execute("PRAGMA synchronous=NORMAL")  # durable against a killed process; WAL keeps it consistent
         self.db.executescript(_SCHEMA)
         os.chmod(self.path, 0o600)
+        self._batch_depth = 0
 
     def close(self) -> None:
         self.db.close()
@@ -153,19 +154,29 @@ class Store:
     def put(self, key: str, value: str) -> None:
         self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
+    def batch(self) -> _Transaction:
+        """One transaction around many appends (and snapshots): all of them are durable, or none."""
+        return _Transaction(self)
+
     def _transaction(self) -> _Transaction:
-        return _Transaction(self.db)
+        return _Transaction(self)
 
 
 class _Transaction:
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self.db = db
+    """A transaction; inside an open one (a batch) it joins it."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
 
     def __enter__(self) -> None:
-        self.db.execute("BEGIN IMMEDIATE")
+        if self.store._batch_depth == 0:
+            self.store.db.execute("BEGIN IMMEDIATE")
+        self.store._batch_depth += 1
 
     def __exit__(self, kind: object, value: object, traceback: object) -> None:
-        self.db.execute("COMMIT" if kind is None else "ROLLBACK")
+        self.store._batch_depth -= 1
+        if self.store._batch_depth == 0:
+            self.store.db.execute("COMMIT" if kind is None else "ROLLBACK")
 
 
 def make_private_dir(path: Path) -> None:

@@ -1,9 +1,9 @@
 """The MQTT meter source: subscribes to every MQTT meter's topic and hands each valid reading on.
 
-- A paho-mqtt 2.x client (MQTT 3.1.1, clean session) run by paho's own network thread (`loop_start`).
+- A paho-mqtt 2.x client (MQTT 3.1.1, persistent session) run by paho's own network thread (`loop_start`).
   Reconnection is paho's: after a lost connection or a failed attempt it retries with a delay doubling from
-  1 s to 30 s. Subscriptions (QoS 1) are made in `on_connect`, so every reconnection resubscribes; a clean
-  session keeps nothing on the broker between connections, and a retained reading is delivered again on
+  1 s to 30 s. Subscriptions (QoS 1) are made in `on_connect`, so every reconnection resubscribes; while quotad
+  is away the broker queues the QoS 1 messages of its session, and a retained reading is delivered again on
   each resubscription (harmless: the ledger ignores a reading not newer than the meter's last).
 - Topic → meter is an exact map; each payload is parsed by `quotad.meters.formats.parse_payload` with the
   meter's `format`. A bad payload is counted per topic and logged (the first on a topic, then every 100th,
@@ -11,6 +11,10 @@
 - `on_reading` is called on paho's network thread, one message at a time, in arrival order: it must be quick
   and thread-safe (hand the reading to the daemon's loop with `loop.call_soon_threadsafe`, or a queue). An
   exception it raises is logged and counted, never propagated into paho.
+- With `on_delivery` instead, each reading comes with its `ack`: the broker is told the message was received
+  (PUBACK) only when `ack()` is called, once the reading is durable; until then the broker keeps it and sends it
+  again after a reconnection. The daemon acks after the journal's commit, so a crash loses no reading. Bad
+  payloads and messages on no meter's topic are acknowledged at once (they are counted and logged, and done).
 - A lost broker is logged once per outage (WARNING), its return once (INFO).
 - It never publishes anything.
 """
@@ -22,6 +26,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -36,10 +41,11 @@ from quotad.meters.formats import FORMATS, Format, parse_payload
 from quotad.readings import Reading
 from quotad.schedule.calendar import Micros
 
-__all__ = ["MeterTopic", "MqttMeters", "default_topic", "meter_topics"]
+__all__ = ["Ack", "MeterTopic", "MqttMeters", "default_topic", "meter_topics"]
 
 log = logging.getLogger(__name__)
 MeterTopic = tuple[str, str, Format]  # (meter id, topic, payload format)
+Ack = Callable[[], object]  # tells the broker a message is safely received
 _LOG_EVERY = 100  # after the first, one warning per this many bad payloads on a topic
 
 
@@ -55,6 +61,10 @@ def meter_topics(meters: Iterable[Meter], prefix: str, township: str) -> list[Me
         for m in meters
         if m.mqtt is not None
     ]
+
+
+def _done() -> None:
+    """The acknowledgement of a message that needs none (QoS 0, or paho acknowledges it)."""
 
 
 def _wall_clock() -> Micros:
@@ -87,8 +97,9 @@ class MqttMeters:
         host: str,
         port: int,
         tz: ZoneInfo,
-        on_reading: Callable[[Reading], None],
+        on_reading: Callable[[Reading], None] | None = None,
         *,
+        on_delivery: Callable[[Reading, Ack], None] | None = None,
         client_id: str = "quotad-meters",
         username: str | None = None,
         password: str | None = None,
@@ -100,7 +111,7 @@ class MqttMeters:
         carry none (default: the wall clock). `client_id` must differ from every other client of the daemon."""
         self.topics = _topic_map(meters)
         self.host, self.port, self.tz, self.keepalive_s = host, port, tz, keepalive_s
-        self._on_reading, self._now = on_reading, now or _wall_clock
+        self._on_reading, self._on_delivery, self._now = on_reading, on_delivery, now or _wall_clock
         self.malformed: dict[str, int] = {}
         self.unknown = 0
         self.received = 0
@@ -125,6 +136,8 @@ class MqttMeters:
             self.client.username_pw_set(username, password)
         if ca_file is not None:
             self.client.tls_set(ca_certs=str(ca_file), tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        if on_delivery is not None:
+            self.client.manual_ack_set(True)
         self.client.reconnect_delay_set(min_delay=1, max_delay=30)
         self.client.on_connect = self._on_connect
         self.client.on_connect_fail = self._on_connect_fail
@@ -222,17 +235,19 @@ class MqttMeters:
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         try:
-            self._handle(message.topic, bytes(message.payload))
+            self._handle(message.topic, bytes(message.payload), message.mid, message.qos)
         except Exception:  # never into paho: an exception there would end its network thread
             log.exception("unexpected error handling an MQTT meter message")
 
     # --- messages -------------------------------------------------------------------------------------------
 
-    def _handle(self, topic: str, payload: bytes) -> None:
+    def _handle(self, topic: str, payload: bytes, mid: int = 0, qos: int = 0) -> None:
         with self._lock:
             self.received += 1
+        ack = partial(self.client.ack, mid, qos) if self._on_delivery is not None and qos else _done
         entry = self.topics.get(topic)
         if entry is None:
+            ack()
             with self._lock:
                 self.unknown += 1
                 count = self.unknown
@@ -243,11 +258,17 @@ class MqttMeters:
         try:
             reading = parse_payload(fmt, payload, meter_id, self._now(), self.tz)
         except ReadingError as exc:
+            ack()
             self._count_malformed(topic, str(exc))
             return
         try:
-            self._on_reading(reading)
+            if self._on_delivery is not None:
+                self._on_delivery(reading, ack)
+            else:
+                assert self._on_reading is not None
+                self._on_reading(reading)
         except Exception:
+            ack()  # what the handler could not take is counted and logged: not asked for again
             with self._lock:
                 self.callback_errors += 1
                 count = self.callback_errors

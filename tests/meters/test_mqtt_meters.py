@@ -22,7 +22,7 @@ import pytest
 from quotad.config.policy import Policy
 from quotad.errors import ConfigError
 from quotad.meters.formats import Format
-from quotad.meters.mqtt import MeterTopic, MqttMeters, default_topic, meter_topics
+from quotad.meters.mqtt import Ack, MeterTopic, MqttMeters, default_topic, meter_topics
 from quotad.readings import Reading
 from tests.brokers import Mosquitto, free_port
 from tests.conftest import at
@@ -271,6 +271,47 @@ def test_a_handler_that_raises_is_counted_and_the_source_goes_on(
         assert len(failures) == 1  # the first is logged (with its traceback); the next at the 100th
     finally:
         meters_source.stop()
+
+
+@pytest.mark.parametrize("manual", [True, False], ids=["acked-when-durable", "acked-by-paho"])
+def test_a_reading_not_acknowledged_comes_again_after_the_source_dies(
+    broker: Mosquitto, publisher: Publisher, prefix: str, manual: bool
+) -> None:
+    """The daemon acknowledges a reading only once the journal holds it: a reading still on its way to the
+    journal when the process dies is sent again by the broker at the next start. With paho's own
+    acknowledgement (the control case) the broker forgets it as soon as it is handed over."""
+    topic, client_id = f"{prefix}/meters/m", f"test-meters-ack-{next(_ids)}"
+    first: list[float] = []
+
+    def durable_below_3(reading: Reading, ack: Ack) -> None:  # 3 and 4 "die" with the process
+        first.append(reading.energy_kwh)
+        if reading.energy_kwh < 3:
+            ack()
+
+    handler: dict[str, object] = (
+        {"on_delivery": durable_below_3} if manual else {"on_reading": lambda r: first.append(r.energy_kwh)}
+    )
+    dying = MqttMeters([("m", topic, "json")], broker.host, broker.port, TZ, client_id=client_id, **handler)  # type: ignore[arg-type]
+    dying.start()
+    try:
+        assert dying.wait_connected(5.0)
+        for kwh in (1.0, 2.0, 3.0, 4.0):
+            publisher.publish(topic, json_payload(1287532800 + int(kwh), kwh))
+        wait_until(lambda: len(first) == 4, what="four readings")
+    finally:
+        dying.stop()
+    again: list[float] = []
+    restarted = MqttMeters([("m", topic, "json")], broker.host, broker.port, TZ, client_id=client_id,
+                           on_delivery=lambda reading, ack: (again.append(reading.energy_kwh), ack()))  # fmt: skip
+    restarted.start()
+    try:
+        assert restarted.wait_connected(5.0)
+        publisher.publish(topic, json_payload(1287532800 + 5, 5.0))
+        wait_until(lambda: 5.0 in again, what="the live reading after the restart")
+    finally:
+        restarted.stop()
+    assert first == [1.0, 2.0, 3.0, 4.0]
+    assert again == ([3.0, 4.0, 5.0] if manual else [5.0])
 
 
 # --- faults -----------------------------------------------------------------------------------------------------
