@@ -127,11 +127,12 @@ class Journal:
         if self.prefix is not None:
             rows += [("mqtt", "alert", alert_message(self.prefix, a).to_json()) for a in alerts]
             rows += [("mqtt", "order", order_message(self.prefix, township, o).to_json()) for o in orders]
-        if self.influx:
-            rows += [("influx", "quota_alert", alert_line(a)) for a in alerts]
-            rows += [("influx", "cutoff_order", order_line(township, o, reading.t)) for o in orders]
-            rows += [("influx", "meter_reading", self._reading_line(reading))]
-            rows += self._energy_lines(reading)
+        if self.influx:  # one outbox row for all of a reading's points: the sink writes lines in batches anyway
+            lines = [alert_line(a) for a in alerts]
+            lines += [order_line(township, o, reading.t) for o in orders]
+            lines.append(self._reading_line(reading))
+            lines += self._energy_lines(reading)
+            rows.append(("influx", "points", "\n".join(lines)))
         return rows
 
     def _reading_line(self, reading: Reading) -> str:
@@ -140,7 +141,7 @@ class Journal:
         power = reading.power_kw * meter.factor / 1000 if reading.power_kw is not None else None
         return line("meter_reading", tags, {"energy_kwh": meter.last_wh / 1000, "power_kw": power}, reading.t)
 
-    def _energy_lines(self, reading: Reading) -> list[tuple[str, str, str]]:
+    def _energy_lines(self, reading: Reading) -> list[str]:
         engine, t = self.engine, reading.t
         day = engine.calendar.day_of(t)
         rows = []
@@ -149,13 +150,13 @@ class Journal:
             day_wh = engine.ledger.firm_day_wh(firm, day)
             month_wh = engine.ledger.firm_month_wh(firm, (day.year, day.month))
             point = self.points.firm(firm, t, day_wh / 1000, month_wh / 1000, self._limit(firm, day))
-            rows.append(("influx", "firm_energy", point))
+            rows.append(point)
         if self.points.due("township", t):
             total = engine.ledger.township_day_wh(day) / 1000
             _lo, end = engine.calendar.bounds(day)
             projected = total + engine.trailing.township_wh(t) / 1000 * max(0, end - t) / HOUR_US
             point = self.points.total(t, total, engine.plan.control.cap_kwh(day), projected)
-            rows.append(("influx", "township_energy", point))
+            rows.append(point)
         return rows
 
     def _limit(self, firm_id: str, day: Any) -> float | None:

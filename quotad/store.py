@@ -73,6 +73,10 @@ class Store:
         self.db.executescript(_SCHEMA)
         os.chmod(self.path, 0o600)
         self._batch_depth = 0
+        # Inside a batch, appends are gathered and written at its end, two statements for all of them.
+        self._next_seq = 0
+        self._events: list[tuple[int, str, str]] = []
+        self._outbox: list[tuple[str, str, str, int]] = []
 
     def close(self) -> None:
         self.db.close()
@@ -81,6 +85,12 @@ class Store:
 
     def append(self, kind: str, body: dict[str, Any], outbox: Sequence[tuple[str, str, str]] = ()) -> int:
         """Append one event and its outbox rows (sink, key, body) atomically; returns the event's seq."""
+        if self._batch_depth:  # the batch's transaction writes them at its end (the only writer: the daemon)
+            gathered = self._next_seq
+            self._next_seq += 1
+            self._events.append((gathered, kind, _dumps(body)))
+            self._outbox += [(sink, key, item, gathered) for sink, key, item in outbox]
+            return gathered
         with self._transaction():
             cursor = self.db.execute("INSERT INTO events (kind, body) VALUES (?, ?)", (kind, _dumps(body)))
             seq = cursor.lastrowid
@@ -123,8 +133,12 @@ class Store:
         return [OutboxItem(int(s), str(k), str(b)) for s, k, b in rows]
 
     def acknowledge(self, sink: str, seqs: Sequence[int]) -> None:
+        """Remove delivered items: `seqs` are the oldest pending of `sink`, in order (see `pending`), so one range
+        delete removes exactly them (a newer item always has a higher seq)."""
+        if not seqs:
+            return
         with self._transaction():
-            self.db.executemany("DELETE FROM outbox WHERE sink = ? AND seq = ?", [(sink, s) for s in seqs])
+            self.db.execute("DELETE FROM outbox WHERE sink = ? AND seq BETWEEN ? AND ?", (sink, seqs[0], seqs[-1]))
 
     def backlog(self, sink: str) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM outbox WHERE sink = ?", (sink,)).fetchone()[0])
@@ -169,14 +183,29 @@ class _Transaction:
         self.store = store
 
     def __enter__(self) -> None:
-        if self.store._batch_depth == 0:
-            self.store.db.execute("BEGIN IMMEDIATE")
-        self.store._batch_depth += 1
+        store = self.store
+        if store._batch_depth == 0:
+            store.db.execute("BEGIN IMMEDIATE")
+            store._next_seq = store.last_event() + 1
+        store._batch_depth += 1
 
     def __exit__(self, kind: object, value: object, traceback: object) -> None:
-        self.store._batch_depth -= 1
-        if self.store._batch_depth == 0:
-            self.store.db.execute("COMMIT" if kind is None else "ROLLBACK")
+        store = self.store
+        store._batch_depth -= 1
+        if store._batch_depth:
+            return
+        events, outbox = store._events, store._outbox
+        store._events, store._outbox = [], []
+        if kind is not None:
+            store.db.execute("ROLLBACK")
+            return
+        try:
+            store.db.executemany("INSERT INTO events (seq, kind, body) VALUES (?, ?, ?)", events)
+            store.db.executemany("INSERT INTO outbox (sink, key, body, event) VALUES (?, ?, ?, ?)", outbox)
+        except BaseException:
+            store.db.execute("ROLLBACK")
+            raise
+        store.db.execute("COMMIT")
 
 
 def make_private_dir(path: Path) -> None:

@@ -53,7 +53,19 @@ class TrailingHour:
                 self.township_wh_bound -= gone.wh
 
     def township_wh(self, now: Micros) -> float:
-        return sum(self._share(p, now) for p in self._pieces if p.township)
+        """The township pieces' energy inside (now - 1 h, now]: `_share` of each, summed in order (inlined: this
+        runs over every piece of the hour for each township point)."""
+        cutoff, total = now - HOUR_US, 0.0
+        for t0, t1, wh, _firm, township in self._pieces:
+            if not township or t1 <= cutoff:
+                continue
+            if cutoff <= t0 and t1 <= now:
+                total += wh  # the whole piece: what `_share` gives exactly (wh * span / span)
+                continue
+            lo, hi = max(t0, cutoff), min(t1, now)
+            if hi > lo:
+                total += wh * (hi - lo) / (t1 - t0)
+        return total
 
     def firms_wh(self, now: Micros) -> dict[str, float]:
         out: dict[str, float] = {}

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from quotad.engine import Engine
 from quotad.ledger import split
 from quotad.readings import Reading
+from quotad.windows import HOUR_US, Piece, TrailingHour
 from tests.conftest import at, make_policy
 
 START = at("2010-10-18 00:00")
@@ -149,3 +150,20 @@ def test_thresholds_are_only_an_optimisation(feed: list[Reading], policy: object
     for reading in feed:
         assert [a.to_json() for a in fast.ingest(reading)] == [a.to_json() for a in slow.ingest(reading)]
     assert fast.orders == slow.orders
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    pieces=st.lists(
+        st.tuples(st.integers(0, 3 * HOUR_US), st.integers(1, 2 * HOUR_US), st.integers(0, 10**6), st.booleans()),
+        max_size=40,
+    ),
+    now=st.integers(0, 5 * HOUR_US),
+)
+def test_trailing_hour_sum_is_each_pieces_share_in_order(pieces: list[tuple[int, int, int, bool]], now: int) -> None:
+    """The inlined township sum equals `_share` summed piece by piece, to the last bit (projections are in alerts)."""
+    trailing = TrailingHour()
+    kept = [Piece(t0, t0 + span, wh, None, township) for t0, span, wh, township in pieces]
+    trailing._pieces.extend(kept)
+    expected = sum(TrailingHour._share(p, now) for p in kept if p.township)
+    assert trailing.township_wh(now) == expected
