@@ -43,7 +43,7 @@ def simulate(loaded: Loaded, start: dt.datetime | None, speed: float | None, see
     mqtt = loaded.daemon.mqtt if loaded.daemon else None
     simulator = Simulator(
         policy, clock, model,
-        mqtt_address=(mqtt.host, mqtt.port) if mqtt else None,
+        mqtt=mqtt,
         topic_prefix=mqtt.topic_prefix if mqtt else "quotad",
     )  # fmt: skip
     log.info(

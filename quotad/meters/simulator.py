@@ -4,7 +4,8 @@ Each Modbus gateway of the policy (a TCP host/port) becomes a pymodbus server on
 `SimDevice` per unit; the device's action hook writes the meter's live counter (from `TownshipModel`, at the
 clock's now) into the registers its template names, so every read sees the counter advance. Writes are
 refused (a meter is read-only) and every request's function code is recorded. MQTT meters are published
-every minute of the clock, in their configured format.
+every minute of the clock, in their configured format, to the broker of the daemon file's `[mqtt]` (with its
+username, password file and CA file, like the daemon's own clients).
 """
 
 from __future__ import annotations
@@ -16,8 +17,6 @@ from collections import Counter
 from collections.abc import Sequence
 from functools import partial
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from pymodbus.constants import ExcCodes
 from pymodbus.framer import FramerType
 from pymodbus.pdu import ModbusPDU
@@ -25,12 +24,14 @@ from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from quotad.clock import Clock
+from quotad.config.daemon import MqttSettings
 from quotad.config.policy import Meter, Policy
 from quotad.meters.feed import TownshipModel
 from quotad.meters.mqtt import default_topic
 from quotad.meters.registers import encode
 from quotad.meters.templates import RegisterField, fields_for
 from quotad.schedule.calendar import MICROS_PER_S, Micros
+from quotad.sinks import mqtt_client
 
 __all__ = ["Simulator", "payload"]
 
@@ -59,12 +60,12 @@ class Simulator:
         clock: Clock,
         model: TownshipModel,
         *,
-        mqtt_address: tuple[str, int] | None = None,
+        mqtt: MqttSettings | None = None,
         topic_prefix: str = "quotad",
         silence_s: float = 3.0,
     ) -> None:
         self.policy, self.clock, self.model = policy, clock, model
-        self.mqtt_address, self.prefix, self.silence_s = mqtt_address, topic_prefix, silence_s
+        self.mqtt, self.prefix, self.silence_s = mqtt, topic_prefix, silence_s
         self.function_codes: Counter[int] = Counter()  # every request the Modbus servers received
         self.published = 0
         self.servers: list[ModbusTcpServer] = []
@@ -83,7 +84,7 @@ class Simulator:
         async with asyncio.TaskGroup() as group:
             for (host, port), meters in self.ports.items():
                 group.create_task(self._serve(host, port, meters), name=f"simulated gateway {port}")
-            if self.mqtt_address is not None:
+            if self.mqtt is not None:
                 group.create_task(self._publish(), name="simulated MQTT meters")
 
     async def _serve(self, host: str, port: int, meters: Sequence[Meter]) -> None:
@@ -143,11 +144,11 @@ class Simulator:
         return None
 
     async def _publish(self) -> None:
-        assert self.mqtt_address is not None
+        assert self.mqtt is not None
         meters = [m for m in self.policy.meters if m.mqtt is not None and m.firm is not None]
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"quotad-sim-{self.policy.township.id}")
+        client = mqtt_client(self.mqtt, f"quotad-sim-{self.policy.township.id}", clean=True)
         client.reconnect_delay_set(1, 10)
-        client.connect_async(*self.mqtt_address)
+        client.connect_async(self.mqtt.host, self.mqtt.port)
         client.loop_start()
         try:
             t = (self.clock.now() // _MINUTE + 1) * _MINUTE
