@@ -112,15 +112,17 @@ class Daemon:
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         self.inbox = Inbox(loop)
+        loop.add_signal_handler(signal.SIGTERM, self._stop.set)
+        loop.add_signal_handler(signal.SIGINT, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self._reload.set)
+        # The brokers are joined (on paho's threads) while the journal is restored: what arrives meanwhile waits
+        # in the inbox (paho held back when it is full); the tasks that use the engine start after the restore.
+        self._start_sinks()
+        self._start_sources(self.inbox)
         started = time.monotonic()
         replayed = self.journal.restore()
         log.info("state restored from %s: %d journal events replayed in %.2f s",
                  self.store.path, replayed, time.monotonic() - started)  # fmt: skip
-        loop.add_signal_handler(signal.SIGTERM, self._stop.set)
-        loop.add_signal_handler(signal.SIGINT, self._stop.set)
-        loop.add_signal_handler(signal.SIGHUP, self._reload.set)
-        self._start_sinks()
-        self._start_sources(self.inbox)
         scheduler = AsyncIOScheduler()
         scheduler.add_job(self._tick, "interval", seconds=1, max_instances=1, coalesce=True, id="tick")
         scheduler.add_job(self.journal.snapshot, "interval", minutes=5, max_instances=1, coalesce=True, id="snapshot")

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import heapq
-from collections.abc import Callable
 from dataclasses import replace
-from functools import partial
 
 from quotad import messages
 from quotad.alerts import Alert, Lift, Order, ShedEntry, kwh
@@ -24,12 +22,11 @@ from quotad.readings import Reading
 from quotad.rules import Rules
 from quotad.schedule.calendar import Calendar, Micros
 from quotad.schedule.rota import Plan
-from quotad.windows import HOUR_US, LoadIntervals, Piece, TrailingHour
+from quotad.windows import HOUR_US, LoadIntervals, TrailingHour
 
 __all__ = ["Engine"]
 
 _SHED_MAX = 5
-_piece: Callable[[tuple[Micros, Micros, int, str | None, bool]], Piece] = partial(tuple.__new__, Piece)
 _NEVER: Micros = -1  # deadline entries of meters that never reported
 _UNSET: tuple[Micros, Micros, float] = (0, 0, 0.0)  # a day whose projection window is not computed yet
 
@@ -101,7 +98,7 @@ class Engine:
     def _energy(self, applied: Applied, now: Micros) -> list[Alert]:
         m, t, t0 = applied.meter, applied.t1, applied.t0
         assert t0 is not None
-        self.trailing.add(_piece((t0, t, applied.wh, m.firm, m.township)), now)
+        self.trailing.add((t0, t, applied.wh, m.firm, m.township), now)
         alerts: list[Alert] = []
         ledger, firm_id = self.ledger, m.firm
         for day, wh in applied.days:

@@ -10,11 +10,14 @@ that record wins: a policy changed between two runs never un-raises an alert or 
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import pickle
 from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
+
+from pydantic import BaseModel
 
 from quotad import __version__
 from quotad.alerts import Alert, Lift, Order
@@ -29,7 +32,7 @@ __all__ = ["Journal", "order_from_json", "policy_fingerprint"]
 
 log = logging.getLogger(__name__)
 SNAPSHOT_EVERY = 20_000  # events between snapshots
-SNAPSHOT_FORMAT = 2  # bumped whenever the pickled state's classes change
+SNAPSHOT_FORMAT = 3  # bumped whenever the pickled state's classes change
 
 
 def policy_fingerprint(policy: Policy) -> str:
@@ -214,7 +217,7 @@ class Journal:
             log.info("state snapshot is from another version or policy: rebuilding from the journal")
             return 0
         try:
-            self.engine, self.points = pickle.loads(blob)  # our own state file, mode 0600
+            self.engine, self.points = _StateUnpickler(io.BytesIO(blob), self.policy).load()  # ours, mode 0600
         except Exception as exc:  # a damaged snapshot costs a full replay, never the state
             log.warning("state snapshot unreadable (%s): rebuilding from the journal", exc)
             self.engine, self.points = Engine(self.policy), EnergyPoints(self.policy.township.id)
@@ -226,8 +229,52 @@ class Journal:
             self.snapshot()
 
     def snapshot(self) -> None:
-        blob = pickle.dumps((self.engine, self.points), protocol=pickle.HIGHEST_PROTOCOL)
+        buffer = io.BytesIO()
+        _StatePickler(buffer, self.policy).dump((self.engine, self.points))
+        blob = buffer.getvalue()
         self.store.save_snapshot(self.last_event, self._snapshot_version(), blob)
 
     def _snapshot_version(self) -> str:
         return f"{__version__}:{SNAPSHOT_FORMAT}:{policy_fingerprint(self.policy)}"
+
+
+def _policy_objects(policy: Policy) -> dict[tuple[Any, ...], BaseModel]:
+    """Every model in `policy` (the policy itself, its firms, meters, sources...), by its path in it."""
+    found: dict[tuple[Any, ...], BaseModel] = {}
+
+    def walk(value: object, path: tuple[Any, ...]) -> None:
+        if isinstance(value, BaseModel):
+            found[path] = value
+            for name in type(value).model_fields:
+                field = getattr(value, name)
+                if isinstance(field, BaseModel | list | tuple):
+                    walk(field, (*path, name))
+        elif isinstance(value, list | tuple):
+            for i, item in enumerate(value):
+                if isinstance(item, BaseModel):
+                    walk(item, (*path, i))
+
+    walk(policy, ())
+    return found
+
+
+class _StatePickler(pickle.Pickler):
+    """Pickles the engine with the policy's models as references (their paths): a snapshot belongs to one policy
+    (its version names the policy's fingerprint), and unpickling 22,000 models of a 10,000-meter policy took
+    half a second of every restart."""
+
+    def __init__(self, file: io.BytesIO, policy: Policy) -> None:
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self._paths = {id(model): path for path, model in _policy_objects(policy).items()}
+
+    def persistent_id(self, obj: object) -> tuple[Any, ...] | None:
+        return self._paths.get(id(obj))
+
+
+class _StateUnpickler(pickle.Unpickler):
+    def __init__(self, file: io.BytesIO, policy: Policy) -> None:
+        super().__init__(file)
+        self._models = _policy_objects(policy)
+
+    def persistent_load(self, pid: Any) -> BaseModel:
+        return self._models[tuple(pid)]

@@ -1,6 +1,9 @@
 """The daemon's outputs: deliver each outbox in order, delete only what was acknowledged.
 
-`MqttSink` publishes with QoS 1 and counts a message delivered when its PUBACK arrives; `InfluxSink` writes
+`MqttSink` publishes with QoS 1 over MQTT 5 and counts a message delivered when its PUBACK arrives with a success
+code; a refusal (e.g. 0x87 "not authorized" from an ACL) keeps the message in the outbox, retried, and says so
+in the log: over MQTT 3.1.1 a refused PUBLISH is acknowledged like any other and the alert would be silently
+lost. `InfluxSink` writes
 batches of line protocol (`v1`: POST /write of InfluxDB 1.x; `v2`: influxdb-client's write API) and counts
 them delivered on a 2xx answer. While a sink's peer is down its outbox grows; enforcement goes on.
 """
@@ -18,6 +21,9 @@ from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from quotad.config.daemon import InfluxSettings, MqttSettings, read_secret
 from quotad.outputs import Message
@@ -26,13 +32,18 @@ from quotad.store import Store
 __all__ = ["InfluxSink", "MqttSink", "mqtt_client"]
 
 log = logging.getLogger(__name__)
+_SESSION_S = 7 * 24 * 3600  # how long the broker keeps the sink's session (its messages in flight) while away
 
 
-def mqtt_client(settings: MqttSettings, client_id: str, *, clean: bool) -> mqtt.Client:
-    """A paho 2.x client for `settings`: credentials from the password file, TLS when a CA file is named."""
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean, protocol=MQTTProtocolVersion.MQTTv311
-    )
+def mqtt_client(settings: MqttSettings, client_id: str, *, clean: bool, v5: bool = False) -> mqtt.Client:
+    """A paho 2.x client for `settings`: credentials from the password file, TLS when a CA file is named.
+    `v5`: MQTT 5, whose session is chosen at connection (`connect_async(clean_start=...)`), not here."""
+    if v5:
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTProtocolVersion.MQTTv5)
+    else:
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean, protocol=MQTTProtocolVersion.MQTTv311
+        )
     if settings.username is not None:
         password = read_secret(settings.password_file).get_secret_value() if settings.password_file else None
         client.username_pw_set(settings.username, password)
@@ -48,10 +59,14 @@ class MqttSink:
 
     def __init__(self, settings: MqttSettings, store: Store, daemon_topic: str) -> None:
         self.settings, self.store, self.daemon_topic = settings, store, daemon_topic
-        self.client = mqtt_client(settings, settings.client_id, clean=False)
+        self.client = mqtt_client(settings, settings.client_id, clean=False, v5=True)
         self.client.will_set(daemon_topic, "offline", qos=1, retain=True)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
+        self.client.on_publish = self._on_publish
+        self.refused: dict[int, str] = {}  # mid -> the broker's reason, for PUBACKs with a failure code
+        self._refusals_logged: set[str] = set()
+        self._refused_topics: set[str] = set()
         self.connected = asyncio.Event()
         self.delivered = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -60,7 +75,12 @@ class MqttSink:
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self.client.connect_async(self.settings.host, self.settings.port, keepalive=self.settings.keepalive_s)
+        session = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        session.SessionExpiryInterval = _SESSION_S  # messages in flight survive a reconnection, as in 3.1.1's
+        self.client.connect_async(
+            self.settings.host, self.settings.port, keepalive=self.settings.keepalive_s,
+            clean_start=False, properties=session,
+        )  # fmt: skip
         self.client.loop_start()
 
     def _on_connect(self, client: mqtt.Client, userdata: object, flags: object, reason: object, props: object) -> None:
@@ -84,13 +104,23 @@ class MqttSink:
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self.connected.clear)
 
+    def _on_publish(self, client: mqtt.Client, userdata: object, mid: int, reason: ReasonCode, props: object) -> None:
+        if reason.is_failure:
+            self.refused[mid] = str(reason)
+            if str(reason) not in self._refusals_logged:  # the outbox's own refusals are logged with their topic
+                self._refusals_logged.add(str(reason))
+                where = f"{self.settings.host}:{self.settings.port}"
+                log.warning("MQTT broker %s refuses publications: %s", where, reason)
+
     def publish_now(self, message: Message) -> None:
         """Fire-and-forget (QoS 1) for state that is re-published anyway: statuses, the schedule, notices."""
         if self.connected.is_set():
             self.client.publish(message.topic, message.payload or None, qos=1, retain=message.retain)
 
-    async def deliver(self, wake: asyncio.Event) -> None:
-        """Deliver the outbox forever, in order; a message is removed once the broker acknowledged it."""
+    async def deliver(self, wake: asyncio.Event, refused_retry_s: float = 30.0) -> None:
+        """Deliver the outbox forever, in order; a message is removed once the broker acknowledged it. A message
+        the broker refuses stays first in the outbox (what follows waits behind it: order is kept) and is tried
+        again every `refused_retry_s`."""
         while True:
             await self.connected.wait()
             batch = self.store.pending("mqtt", 200)
@@ -98,7 +128,7 @@ class MqttSink:
                 wake.clear()
                 await wake.wait()
                 continue
-            infos = []
+            infos, topics = [], []
             for item in batch:
                 message = Message.from_json(item.body)
                 infos.append(
@@ -107,10 +137,31 @@ class MqttSink:
                         self.client.publish(message.topic, message.payload or None, qos=1, retain=message.retain),
                     )
                 )
-            done = await _acknowledged(infos, lambda: self.connected.is_set())
-            if done:
-                self.store.acknowledge("mqtt", done)
-                self.delivered += len(done)
+                topics.append(message.topic)
+            answered = await _acknowledged(infos, lambda: self.connected.is_set())
+            delivered, refused = [], []
+            for (seq, info), topic in list(zip(infos, topics, strict=True))[:answered]:
+                reason = self.refused.pop(info.mid, None)
+                if reason is None:
+                    delivered.append(seq)
+                    if topic in self._refused_topics:
+                        self._refused_topics.discard(topic)
+                        log.warning("MQTT broker now takes %s: the messages it refused are delivered", topic)
+                else:
+                    refused.append(seq)
+                    if topic not in self._refused_topics:
+                        self._refused_topics.add(topic)
+                        log.error(
+                            "MQTT broker refused %s (%s): kept in the outbox and tried again every %.0f s; check the "
+                            "broker's ACL for quotad's user", topic, reason, refused_retry_s,
+                        )  # fmt: skip
+            if delivered:
+                self.store.acknowledge("mqtt", delivered)
+                self.delivered += len(delivered)
+            if refused:  # behind the newer messages: one refused topic never holds back the others
+                self.store.requeue("mqtt", refused)
+                if not delivered:
+                    await asyncio.sleep(refused_retry_s)
 
     def stop(self) -> None:
         """Say `offline` (retained), then disconnect: the last will is for when we cannot say it."""
@@ -121,17 +172,17 @@ class MqttSink:
         self.client.loop_stop()
 
 
-async def _acknowledged(infos: list[tuple[int, mqtt.MQTTMessageInfo]], up: Callable[[], bool]) -> list[int]:
-    """The seqs acknowledged, in order, up to the first that was not (waiting while the broker is up)."""
+async def _acknowledged(infos: list[tuple[int, mqtt.MQTTMessageInfo]], up: Callable[[], bool]) -> int:
+    """How many of `infos`, from the first, the broker answered (PUBACK, success or not), waiting while it is up."""
     deadline = time.monotonic() + 30.0
     while time.monotonic() < deadline and up() and not all(info.is_published() for _, info in infos):
         await asyncio.sleep(0.01)
-    done = []
-    for seq, info in infos:
+    answered = 0
+    for _seq, info in infos:
         if not info.is_published():
             break
-        done.append(seq)
-    return done
+        answered += 1
+    return answered
 
 
 class InfluxSink:
@@ -163,7 +214,7 @@ class InfluxSink:
             if self.down:
                 log.info("InfluxDB at %s is back", self.settings.url)
             self.down = False
-            self.store.acknowledge("influx", [item.seq for item in batch])
+            self.store.acknowledge_through("influx", batch[-1].seq)
             self.delivered += len(batch)
 
     def _write(self, body: str) -> None:

@@ -133,12 +133,24 @@ class Store:
         return [OutboxItem(int(s), str(k), str(b)) for s, k, b in rows]
 
     def acknowledge(self, sink: str, seqs: Sequence[int]) -> None:
-        """Remove delivered items: `seqs` are the oldest pending of `sink`, in order (see `pending`), so one range
-        delete removes exactly them (a newer item always has a higher seq)."""
-        if not seqs:
-            return
+        """Remove delivered items."""
         with self._transaction():
-            self.db.execute("DELETE FROM outbox WHERE sink = ? AND seq BETWEEN ? AND ?", (sink, seqs[0], seqs[-1]))
+            self.db.executemany("DELETE FROM outbox WHERE sink = ? AND seq = ?", [(sink, s) for s in seqs])
+
+    def acknowledge_through(self, sink: str, last: int) -> None:
+        """Remove `sink`'s items up to `last`: a batch of the oldest pending, all delivered, in one delete."""
+        with self._transaction():
+            self.db.execute("DELETE FROM outbox WHERE sink = ? AND seq <= ?", (sink, last))
+
+    def requeue(self, sink: str, seqs: Sequence[int]) -> None:
+        """Move items to the back of `sink`'s outbox (in their order), behind every newer one."""
+        with self._transaction():
+            for seq in seqs:
+                self.db.execute(
+                    "INSERT INTO outbox (sink, key, body, event) SELECT sink, key, body, event FROM outbox "
+                    "WHERE sink = ? AND seq = ?", (sink, seq),
+                )  # fmt: skip
+                self.db.execute("DELETE FROM outbox WHERE sink = ? AND seq = ?", (sink, seq))
 
     def backlog(self, sink: str) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM outbox WHERE sink = ?", (sink,)).fetchone()[0])

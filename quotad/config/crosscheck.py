@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from quotad.config.policy import WEEKDAYS, Control, Firm, Group, Meter, Rota, Township
+from quotad.config.policy import WEEKDAYS, Control, Firm, Group, Meter, Policy, Rota, Township
 
 __all__ = ["Finding", "cross_check", "workshop_short_weeks"]
 
@@ -34,14 +34,25 @@ def _items(model: type[M], raw: Any) -> list[tuple[int, M]]:
     return [(i, item) for i, r in enumerate(raw) if (item := _part(model, r)) is not None]
 
 
-def cross_check(raw: Mapping[str, Any]) -> list[Finding]:
-    """Every cross-table problem of a parsed policy document, each with the path it belongs to."""
-    township = _part(Township, raw.get("township"))
-    control = _part(Control, raw.get("control"))
-    rota = _part(Rota, raw.get("rota")) if "rota" in raw else None
-    groups = _items(Group, raw.get("groups"))
-    firms = _items(Firm, raw.get("firms"))
-    meters = _items(Meter, raw.get("meters"))
+def cross_check(raw: Mapping[str, Any], policy: Policy | None = None) -> list[Finding]:
+    """Every cross-table problem of a parsed policy document, each with the path it belongs to. `policy`: the
+    document already validated as a whole, when it was valid (its tables need not be validated again)."""
+    township: Township | None
+    control: Control | None
+    groups: list[tuple[int, Group]]
+    firms: list[tuple[int, Firm]]
+    meters: list[tuple[int, Meter]]
+    if policy is not None:
+        township, control, rota = policy.township, policy.control, policy.rota
+        groups, firms = list(enumerate(policy.groups)), list(enumerate(policy.firms))
+        meters = list(enumerate(policy.meters))
+    else:
+        township = _part(Township, raw.get("township"))
+        control = _part(Control, raw.get("control"))
+        rota = _part(Rota, raw.get("rota")) if "rota" in raw else None
+        groups = _items(Group, raw.get("groups"))
+        firms = _items(Firm, raw.get("firms"))
+        meters = _items(Meter, raw.get("meters"))
     found: list[Finding] = []
     found += _duplicates("groups", groups)
     found += _duplicates("firms", firms)

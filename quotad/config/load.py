@@ -83,7 +83,7 @@ def load_policy(
         policy = Policy.model_validate(raw)
     except ValidationError as exc:
         problems += [doc.problem(err["loc"], _message(err)) for err in exc.errors()]
-    problems += [doc.problem(loc, message) for loc, message in cross_check(raw)]
+    problems += [doc.problem(loc, message) for loc, message in cross_check(raw, policy)]
     problems += [doc.problem(loc, message) for loc, message in _template_findings(raw)]
     if problems or policy is None:
         raise ConfigError(_dedupe(problems))

@@ -8,6 +8,7 @@ kind of string, multi-line arrays, inline tables and comments, so values are nev
 from __future__ import annotations
 
 import bisect
+import functools
 import string
 import tomllib
 
@@ -23,12 +24,17 @@ _BLANK = " \t\r\n"
 class PositionIndex:
     """Where each key and table of one TOML text starts."""
 
-    def __init__(self, lines: dict[Path, int]) -> None:
-        self._lines = dict(lines)
+    def __init__(self, lines: dict[Path, int] | None = None, text: str | None = None) -> None:
+        self._given, self._text = lines, text
 
     @classmethod
     def from_text(cls, text: str) -> PositionIndex:
-        return cls(_Scanner(text).run())
+        """Scanned when a line is first asked for: a valid file (every daemon start, every reload) needs none."""
+        return cls(text=text)
+
+    @functools.cached_property
+    def _lines(self) -> dict[Path, int]:
+        return dict(self._given) if self._given is not None else _Scanner(self._text or "").run()
 
     def line_of(self, path: Path) -> int:
         """1-based line of the key or table at `path`; for a path not recorded (a missing key, an

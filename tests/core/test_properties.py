@@ -163,7 +163,7 @@ def test_thresholds_are_only_an_optimisation(feed: list[Reading], policy: object
 def test_trailing_hour_sum_is_each_pieces_share_in_order(pieces: list[tuple[int, int, int, bool]], now: int) -> None:
     """The inlined township sum equals `_share` summed piece by piece, to the last bit (projections are in alerts)."""
     trailing = TrailingHour()
-    kept = [Piece(t0, t0 + span, wh, None, township) for t0, span, wh, township in pieces]
+    kept: list[Piece] = [(t0, t0 + span, wh, None, township) for t0, span, wh, township in pieces]
     trailing._pieces.extend(kept)
-    expected = sum(TrailingHour._share(p, now) for p in kept if p.township)
+    expected = sum(TrailingHour._share(p, now) for p in kept if p[4])
     assert trailing.township_wh(now) == expected

@@ -26,7 +26,7 @@ CORE = [
     "meters/feed.py",
 ]
 ALLOWED = {
-    "__future__", "calendar", "collections", "csv", "dataclasses", "datetime", "fractions", "functools",
+    "__future__", "array", "calendar", "collections", "csv", "dataclasses", "datetime", "fractions", "functools",
     "heapq", "json", "math", "random", "re", "typing", "zlib", "zoneinfo", "pydantic", "quotad",
 }  # fmt: skip
 IO_LIBRARIES = ["pymodbus", "paho", "influxdb_client", "apscheduler", "sqlite3", "asyncio", "serial", "urllib3"]

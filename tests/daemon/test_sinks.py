@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from quotad.config.daemon import MqttSettings
@@ -103,3 +104,43 @@ def test_tls_with_a_ca_file(tmp_path: Path) -> None:
             pass
         finally:
             plain.loop_stop()
+
+
+def test_an_alert_the_broker_refuses_is_kept_and_said_not_lost(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An ACL that forgets one alert topic: over MQTT 3.1.1 mosquitto acknowledges the refused PUBLISH like any
+    other, and the alert would be gone. The sink speaks MQTT 5, sees the refusal (0x87) in the PUBACK, keeps the
+    alert, says which topic in the log, delivers the others, and delivers the refused one once the ACL is fixed."""
+    (tmp_path / "mq").mkdir()
+    secret = tmp_path / "mqtt.pass"
+    secret.write_text("s3cret\n", encoding="utf-8")
+    users = {"quotad": "s3cret", "inspector": "eyes"}
+    forgetful = "user quotad\ntopic write quotad/t/alerts/warning/#\ntopic write quotad/t/daemon\n"
+    fixed = forgetful + "topic write quotad/t/alerts/violation/#\n"
+    readers = "user inspector\ntopic read quotad/t/#\n"
+    store = Store(tmp_path / "state")
+    for n, severity in enumerate(["warning", "violation", "warning"]):
+        message = Message(f"quotad/t/alerts/{severity}/x", f'{{"id":"{n}"}}')
+        store.append("reading", {}, [("mqtt", "alert", message.to_json())])
+    settings = MqttSettings(username="quotad", password_file=secret, client_id="q-acl")
+    inspector = MqttSettings(username="inspector", password_file=tmp_path / "eyes.pass", client_id="r-acl")
+    (tmp_path / "eyes.pass").write_text("eyes\n", encoding="utf-8")
+    with Mosquitto(data_dir=tmp_path / "mq", users=users, acl=forgetful + readers) as broker:
+        port = {"port": broker.port}
+        reader, got = subscriber(inspector.model_copy(update=port), "quotad/t/alerts/#")
+        sink = deliver(settings.model_copy(update=port), store, 2.0)
+        assert sink.delivered == 2
+        assert sorted(got) == ['{"id":"0"}', '{"id":"2"}']
+        assert [Message.from_json(i.body).topic for i in store.pending("mqtt")] == ["quotad/t/alerts/violation/x"]
+        assert "MQTT broker refused quotad/t/alerts/violation/x (Not authorized)" in caplog.text
+        reader.loop_stop()
+        broker.acl = fixed + readers
+        broker.restart()
+        reader, later = subscriber(inspector.model_copy(update=port), "quotad/t/alerts/#")
+        assert deliver(settings.model_copy(update=port), store, 2.0).delivered == 1
+        time.sleep(0.3)
+        reader.loop_stop()
+    assert sorted(got) == ['{"id":"0"}', '{"id":"2"}']
+    assert later == ['{"id":"1"}']  # the refused alert, once, after the fix
+    assert store.backlog("mqtt") == 0

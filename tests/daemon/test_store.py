@@ -35,12 +35,15 @@ def test_a_batch_writes_every_event_and_its_outbox_rows_or_none(tmp_path: Path) 
     assert store.append("lift", {}) == seqs[-1] + 1  # and the next event follows on
 
 
-def test_acknowledging_removes_exactly_the_delivered_prefix(tmp_path: Path) -> None:
+def test_acknowledging_removes_exactly_what_was_delivered(tmp_path: Path) -> None:
     store = Store(tmp_path)
     for n in range(10):
         store.append("reading", {"n": n}, [("influx", "points", f"p{n}"), ("mqtt", "alert", f"a{n}")])
     delivered = store.pending("influx", 4)
     store.append("reading", {"n": 10}, [("influx", "points", "p10")])  # arrives while the batch is in flight
-    store.acknowledge("influx", [i.seq for i in delivered])
+    store.acknowledge_through("influx", delivered[-1].seq)
     assert [i.body for i in store.pending("influx")] == [f"p{n}" for n in range(4, 11)]
-    assert len(store.pending("mqtt")) == 10  # the other sink's queue is untouched
+    mqtt = store.pending("mqtt")
+    store.acknowledge("mqtt", [mqtt[0].seq, mqtt[2].seq])
+    store.requeue("mqtt", [mqtt[1].seq, mqtt[3].seq])  # refused by the broker: behind the others, in order
+    assert [i.body for i in store.pending("mqtt")] == [f"a{n}" for n in range(4, 10)] + ["a1", "a3"]
