@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import logging
 import pickle
 from collections.abc import Sequence
@@ -37,6 +38,18 @@ SNAPSHOT_FORMAT = 3  # bumped whenever the pickled state's classes change
 
 def policy_fingerprint(policy: Policy) -> str:
     return hashlib.sha256(policy.model_dump_json().encode()).hexdigest()[:16]
+
+
+def _reading_body(reading: Reading, alerts: Sequence[Alert], orders: Sequence[Order]) -> str:
+    """The JSON text of a reading event, written directly (what json.dumps of {"reading": [meter, t, kWh, kW],
+    "raised": [...], "orders": [...]} gives; a reading's numbers are finite, so repr is their JSON)."""
+    power = "null" if reading.power_kw is None else repr(reading.power_kw)
+    head = f'{{"reading":[{json.dumps(reading.meter, ensure_ascii=False)},{reading.t},{reading.energy_kwh!r},{power}]'
+    if not alerts and not orders:
+        return head + ',"raised":[],"orders":[]}'
+    rest = json.dumps([a.id for a in alerts], ensure_ascii=False, separators=(",", ":"))
+    made = json.dumps([order_to_json(o) for o in orders], ensure_ascii=False, separators=(",", ":"))
+    return f'{head},"raised":{rest},"orders":{made}}}'
 
 
 def order_to_json(order: Order) -> dict[str, Any]:
@@ -73,12 +86,8 @@ class Journal:
         if meter.last_t == before:
             return []  # a duplicate or an older reading: nothing happened
         new_orders = [o for f, o in engine.orders.items() if orders_before.get(f) is not o]
-        body = {
-            "reading": [reading.meter, reading.t, reading.energy_kwh, reading.power_kw],
-            "raised": [a.id for a in alerts],
-            "orders": [order_to_json(o) for o in new_orders],
-        }
-        self.last_event = self.store.append("reading", body, self._outbox(reading, alerts, new_orders))
+        self.last_event = self.store.append("reading", _reading_body(reading, alerts, new_orders),
+                                            self._outbox(reading, alerts, new_orders))  # fmt: skip
         self._maybe_snapshot()
         return alerts
 

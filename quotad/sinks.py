@@ -197,12 +197,12 @@ class InfluxSink:
 
     async def deliver(self, wake: asyncio.Event, retry_s: float = 2.0) -> None:
         while True:
-            batch = self.store.pending("influx", 5000)
-            if not batch:
+            pending = self.store.pending_text("influx", 5000)
+            if pending is None:
                 wake.clear()
                 await wake.wait()
                 continue
-            body = "\n".join(item.body for item in batch)
+            last, body = pending
             try:
                 await asyncio.to_thread(self._write, body)
             except (OSError, urllib.error.URLError, RuntimeError) as exc:
@@ -214,8 +214,8 @@ class InfluxSink:
             if self.down:
                 log.info("InfluxDB at %s is back", self.settings.url)
             self.down = False
-            self.store.acknowledge_through("influx", batch[-1].seq)
-            self.delivered += len(batch)
+            self.store.acknowledge_through("influx", last)
+            self.delivered += body.count("\n") + 1  # points
 
     def _write(self, body: str) -> None:
         if self.settings.api == "v2":

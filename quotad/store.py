@@ -23,15 +23,15 @@ __all__ = ["Event", "OutboxItem", "Store"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq INTEGER PRIMARY KEY,         -- never deleted: a new one is always the highest
     kind TEXT NOT NULL,              -- 'reading' | 'lift' | 'notice' | 'multipliers'
     body TEXT NOT NULL               -- JSON
 );
 CREATE TABLE IF NOT EXISTS outbox (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq INTEGER PRIMARY KEY,         -- max + 1: higher than every item still waiting (what order needs)
     sink TEXT NOT NULL,              -- 'mqtt' | 'influx'
-    key TEXT NOT NULL,               -- mqtt: topic; influx: measurement
-    body TEXT NOT NULL,              -- mqtt: {"payload", "retain"}; influx: a line of line protocol
+    key TEXT NOT NULL,               -- what it is: 'alert', 'order', 'notice', 'points', a measurement
+    body TEXT NOT NULL,              -- mqtt: {"topic", "payload", "retain"}; influx: lines of line protocol
     event INTEGER                    -- the event that produced it
 );
 CREATE INDEX IF NOT EXISTS outbox_sink ON outbox (sink, seq);
@@ -83,16 +83,18 @@ class Store:
 
     # -- the log -------------------------------------------------------------------------------
 
-    def append(self, kind: str, body: dict[str, Any], outbox: Sequence[tuple[str, str, str]] = ()) -> int:
-        """Append one event and its outbox rows (sink, key, body) atomically; returns the event's seq."""
+    def append(self, kind: str, body: dict[str, Any] | str, outbox: Sequence[tuple[str, str, str]] = ()) -> int:
+        """Append one event (its body: a dict, or already JSON text) and its outbox rows (sink, key, body)
+        atomically; returns the event's seq."""
         if self._batch_depth:  # the batch's transaction writes them at its end (the only writer: the daemon)
             gathered = self._next_seq
             self._next_seq += 1
-            self._events.append((gathered, kind, _dumps(body)))
+            self._events.append((gathered, kind, body if isinstance(body, str) else _dumps(body)))
             self._outbox += [(sink, key, item, gathered) for sink, key, item in outbox]
             return gathered
         with self._transaction():
-            cursor = self.db.execute("INSERT INTO events (kind, body) VALUES (?, ?)", (kind, _dumps(body)))
+            text = body if isinstance(body, str) else _dumps(body)
+            cursor = self.db.execute("INSERT INTO events (kind, body) VALUES (?, ?)", (kind, text))
             seq = cursor.lastrowid
             assert seq is not None
             self.db.executemany(
@@ -131,6 +133,14 @@ class Store:
     def pending(self, sink: str, limit: int = 500) -> list[OutboxItem]:
         rows = self.db.execute("SELECT seq, key, body FROM outbox WHERE sink = ? ORDER BY seq LIMIT ?", (sink, limit))
         return [OutboxItem(int(s), str(k), str(b)) for s, k, b in rows]
+
+    def pending_text(self, sink: str, limit: int) -> tuple[int, str] | None:
+        """The oldest `limit` pending bodies of `sink` joined by newlines, and the last one's seq (for
+        `acknowledge_through`); None when there are none. Line protocol is sent this way, a batch at a time."""
+        rows = self.db.execute(
+            "SELECT seq, body FROM outbox WHERE sink = ? ORDER BY seq LIMIT ?", (sink, limit)
+        ).fetchall()
+        return (int(rows[-1][0]), "\n".join([body for _, body in rows])) if rows else None
 
     def acknowledge(self, sink: str, seqs: Sequence[int]) -> None:
         """Remove delivered items."""

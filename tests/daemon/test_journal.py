@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import stat
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -17,6 +19,7 @@ from quotad.config.policy import Policy
 from quotad.journal import Journal
 from quotad.meters.feed import counters
 from quotad.outputs import Message
+from quotad.readings import Reading
 from quotad.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -213,3 +216,22 @@ def test_a_ct_ratio_changed_by_reload_counts_from_then_on(tmp_path: Path, caplog
     back.restore()
     assert back.engine.ledger.firm_day == reloaded.engine.ledger.firm_day
     assert back.engine.ledger.meters["sd-main"].multiplier == 1.0
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    meter=st.text(min_size=1, max_size=12),
+    t=st.integers(min_value=0, max_value=2**62),
+    energy=st.floats(min_value=0, max_value=1e15),
+    power=st.none() | st.floats(allow_nan=False, allow_infinity=False),
+    raised=st.lists(st.text(max_size=20), max_size=3),
+)
+def test_a_reading_event_is_written_as_json_dumps_would(
+    meter: str, t: int, energy: float, power: float | None, raised: list[str]
+) -> None:
+    """The journal writes a reading's event text itself (it is on the hot path): byte for byte what the store's
+    json.dumps of the same body gives, so a restart reads back exactly what was written."""
+    alerts = [SimpleNamespace(id=i) for i in raised]
+    text = journal_module._reading_body(Reading(meter, t, energy, power), alerts, [])  # type: ignore[arg-type]
+    body = {"reading": [meter, t, energy, power], "raised": raised, "orders": []}
+    assert text == json.dumps(body, ensure_ascii=False, separators=(",", ":"))
