@@ -5,7 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import random
+import signal
+import sqlite3
 import stat
+import subprocess
+import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -131,29 +137,82 @@ def test_notices_are_sent_once(tmp_path: Path) -> None:
     assert len(journal.store.pending("mqtt")) == 1
 
 
-def test_twenty_crashes_over_three_days(tmp_path: Path) -> None:
-    """kill -9 at 20 seeded moments of a 3-day feed: identical alerts, orders and daily totals; zero lost, zero
-    duplicated (in the order raised, and in the outboxes)."""
+CHILD = """
+import datetime as dt, sys
+from pathlib import Path
+from quotad.config.load import load
+from quotad.journal import Journal
+from quotad.meters.feed import counters
+from quotad.store import Store
+policy = load(Path(sys.argv[1])).policy
+feed = list(counters(policy, dt.date(2010, 10, 19), 3, step_s=600, seed=11))
+journal = Journal(Store(Path(sys.argv[2])), policy, prefix="quotad", influx=True)
+journal.restore()
+for i in range(0, len(feed), 20):  # as the daemon does: a batch per transaction
+    with journal.store.batch():
+        for reading in feed[i : i + 20]:  # from the start each time: what is journaled already is ignored
+            journal.record_reading(reading)
+print("done", flush=True)
+"""
+
+
+def test_kill_9_at_twenty_moments_over_three_days(tmp_path: Path) -> None:
+    """A process journaling a 3-day feed of the example township (batches of 20 readings, as the daemon) is
+    killed with SIGKILL at 20 seeded points of its progress, and started again each time; the broker's part
+    (sending again what was not acknowledged) is played by starting the feed over. Identical alerts (in the
+    order raised), orders, daily totals and outboxes to the uninterrupted run: zero lost, zero duplicated."""
     feed = list(counters(POLICY, dt.date(2010, 10, 19), 3, step_s=600, seed=11))
     straight = Journal(Store(tmp_path / "straight"), POLICY, prefix="quotad", influx=True)
-    expected = [a.id for r in feed for a in straight.record_reading(r)]
-    crashes = set(__import__("random").Random(20).sample(range(1, len(feed)), 20))
-    journal = Journal(Store(tmp_path / "crashy"), POLICY, prefix="quotad", influx=True)
-    raised: list[str] = []
-    for n, reading in enumerate(feed):
-        if n in crashes:
-            journal.store.close()
-            journal = Journal(Store(tmp_path / "crashy"), POLICY, prefix="quotad", influx=True)
-            journal.restore()
-        raised += [a.id for a in journal.record_reading(reading)]
+    straight.restore()
+    for i in range(0, len(feed), 20):
+        with straight.store.batch():
+            for reading in feed[i : i + 20]:
+                straight.record_reading(reading)
+    expected = [i for e in straight.store.events() if e.kind == "reading" for i in e.body["raised"]]
+    state = tmp_path / "crashy"
+    targets = sorted(random.Random(20).sample(range(1, len(feed)), 20))  # journaled readings at each kill
+    command = [sys.executable, "-c", CHILD, str(ROOT / "config" / "township.toml"), str(state)]
+    kills, landed = 0, []
+    for target in targets:
+        child = subprocess.Popen(command, stdout=subprocess.PIPE, cwd=ROOT)
+        deadline = time.monotonic() + 60
+        while child.poll() is None and journaled(state) < target:
+            assert time.monotonic() < deadline, "the child made no progress"
+            time.sleep(0.002)
+        if child.poll() is None:
+            child.send_signal(signal.SIGKILL)
+            kills += 1
+        child.wait(10)
+        landed.append(journaled(state))
+    finished = subprocess.run(command, capture_output=True, text=True, check=True, cwd=ROOT, timeout=120)
+    assert finished.stdout.strip() == "done"
+    assert kills == 20, landed
+    assert len(set(landed)) >= 15  # the kills fell at many different moments
+    store = Store(state)
+    raised = [i for e in store.events() if e.kind == "reading" for i in e.body["raised"]]
     assert len(expected) >= 10  # three days of the example township break the plan many times (16)
-    assert raised == expected
-    assert outbox_ids(journal.store) == expected
-    assert journal.engine.orders == straight.engine.orders
-    assert journal.engine.ledger.firm_day == straight.engine.ledger.firm_day
-    assert journal.engine.ledger.township_day == straight.engine.ledger.township_day
-    influx = [i.body for i in journal.store.pending("influx", 10**6)]
-    assert influx == [i.body for i in straight.store.pending("influx", 10**6)]  # every point once, in order
+    assert raised == expected  # every alert once, in the order raised
+    assert outbox_ids(store) == outbox_ids(straight.store) == expected
+    assert [i.body for i in store.pending("influx", 10**6)] == [i.body for i in straight.store.pending("influx", 10**6)]
+    restarted = Journal(store, POLICY, prefix="quotad", influx=True)
+    restarted.restore()
+    assert restarted.engine.orders == straight.engine.orders
+    assert restarted.engine.ledger.firm_day == straight.engine.ledger.firm_day
+    assert restarted.engine.ledger.township_day == straight.engine.ledger.township_day
+    assert journaled(state) == len(feed)
+
+
+def journaled(state: Path) -> int:
+    """Readings journaled in `state` so far (read-only, while another process writes)."""
+    if not (state / "quotad.db").exists():
+        return 0
+    db = sqlite3.connect(f"file:{state / 'quotad.db'}?mode=ro", uri=True, timeout=5)
+    try:
+        return int(db.execute("SELECT COUNT(*) FROM events WHERE kind = 'reading'").fetchone()[0])
+    except sqlite3.OperationalError:  # the schema is not written yet
+        return 0
+    finally:
+        db.close()
 
 
 def test_township_energy_points_carry_the_projection(tmp_path: Path) -> None:
