@@ -248,22 +248,15 @@ class Journal:
 
 
 def _policy_objects(policy: Policy) -> dict[tuple[Any, ...], BaseModel]:
-    """Every model in `policy` (the policy itself, its firms, meters, sources...), by its path in it."""
-    found: dict[tuple[Any, ...], BaseModel] = {}
-
-    def walk(value: object, path: tuple[Any, ...]) -> None:
+    """The policy, its tables and the items of its lists of tables (firms, meters...), by their path in it: what
+    the engine refers to. (The models inside a meter or a firm go with it.)"""
+    found: dict[tuple[Any, ...], BaseModel] = {(): policy}
+    for name in type(policy).model_fields:
+        value = getattr(policy, name)
         if isinstance(value, BaseModel):
-            found[path] = value
-            for name in type(value).model_fields:
-                field = getattr(value, name)
-                if isinstance(field, BaseModel | list | tuple):
-                    walk(field, (*path, name))
+            found[(name,)] = value
         elif isinstance(value, list | tuple):
-            for i, item in enumerate(value):
-                if isinstance(item, BaseModel):
-                    walk(item, (*path, i))
-
-    walk(policy, ())
+            found.update(((name, i), item) for i, item in enumerate(value) if isinstance(item, BaseModel))
     return found
 
 
