@@ -139,7 +139,12 @@ class Ledger:
         wh = round(reading.energy_kwh * m.factor)
         t0, previous = m.last_t, m.last_wh
         m.last_t, m.last_wh = t1, wh
-        record = self._note_counter(m, t1, wh)
+        cal = self.calendar
+        record = m.days.get(cal.day) if cal.lo <= t1 < cal.hi else None
+        if record is not None and record.last_t is not None and t1 > record.last_t:
+            record.last_t, record.last_wh = t1, wh  # the common case: a later counter of the day at hand
+        else:
+            record = self._note_counter(m, t1, wh)
         if t0 is None:
             m.first_wh = wh
             return Applied(m, None, t1, 0, (), None)
@@ -148,7 +153,6 @@ class Ledger:
             m.excluded_wh += delta
             kw = delta * 3_600_000 / (t1 - t0)  # Wh over microseconds -> kW
             return Applied(m, None, t1, 0, (), Anomaly("decrease" if delta < 0 else "jump", previous, wh, kw))
-        cal = self.calendar
         if cal.lo <= t0:  # the common case: inside t1's day (the calendar has it at hand, and its record)
             day = cal.day
             m.counted_wh += delta
