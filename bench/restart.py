@@ -23,6 +23,7 @@ import time
 import tomllib
 from pathlib import Path
 
+from bench.memory import FIRMS, PER_FIRM, policy_text
 from quotad.config.policy import Policy
 from quotad.journal import Journal
 from quotad.readings import Reading
@@ -30,19 +31,8 @@ from quotad.schedule.calendar import MICROS_PER_S
 from quotad.store import Store
 from tests.brokers import Mosquitto
 
-FIRMS, PER_FIRM = 2000, 5
 IMPORTS = "import quotad.cli, quotad.daemon"
 ROUNDS = 65
-
-
-def policy_text() -> str:
-    text = '[township]\nid = "big"\nname = "大镇"\ndaily_cap_kwh = 10000000\n'
-    text += "[control]\nstart = 2010-10-01\nend = 2010-12-31\n"
-    for f in range(FIRMS):
-        text += f'[[firms]]\nid = "g{f}"\nname = "企业{f}"\nkind = "general"\nbaseline_kwh = 100000\n'
-        for m in range(PER_FIRM):
-            text += f'[[meters]]\nid = "g{f}-{m}"\nfirm = "g{f}"\n[meters.mqtt]\n'
-    return text
 
 
 def fill(state: Path, policy: Policy) -> int:
