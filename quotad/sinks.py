@@ -105,9 +105,11 @@ class MqttSink:
             self._loop.call_soon_threadsafe(self.connected.clear)
 
     def _on_publish(self, client: mqtt.Client, userdata: object, mid: int, reason: ReasonCode, props: object) -> None:
-        if reason.is_failure:
+        if not reason.is_failure:
+            self.refused.pop(mid, None)  # a status's refusal left under a mid now reused: not this message's
+        else:
             self.refused[mid] = str(reason)
-            if str(reason) not in self._refusals_logged:  # the outbox's own refusals are logged with their topic
+            if str(reason) not in self._refusals_logged:  # once per reason; the outbox also names its topic
                 self._refusals_logged.add(str(reason))
                 where = f"{self.settings.host}:{self.settings.port}"
                 log.warning("MQTT broker %s refuses publications: %s", where, reason)
