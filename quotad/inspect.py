@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import queue
+import secrets
 import sys
 import time
 from typing import Any, TextIO
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from quotad.alerts import SEVERITY_NAMES
 from quotad.config.daemon import MqttSettings
@@ -19,6 +22,12 @@ from quotad.sinks import mqtt_client
 from quotad.tables import render
 
 __all__ = ["follow_alerts", "format_alert", "show_status"]
+
+_FOLLOW_SESSION_S = 3600  # how long the broker queues alerts for a follower whose connection is down
+_SESSION_LOST = (
+    ": it had lost this follower's session (restarted without persistence?), so alerts published while the"
+    " connection was down may be missing here; they are in the journal and InfluxDB"
+)
 
 
 def _settings(loaded: Loaded) -> MqttSettings:
@@ -36,34 +45,82 @@ def format_alert(alert: dict[str, Any]) -> str:
 
 
 def _subscribe(
-    settings: MqttSettings, topics: list[str], suffix: str
+    settings: MqttSettings, topics: list[str], suffix: str, *, durable: bool = False, err: TextIO | None = None
 ) -> tuple[mqtt.Client, queue.Queue[mqtt.MQTTMessage]]:
+    """Subscribe to `topics` (QoS 1). `durable`: an MQTT 5 session the broker keeps for `_FOLLOW_SESSION_S` while
+    the connection is down, so a broker restart or a network cut loses no alert; the loss of that session (a
+    broker restarted without persistence) is said on `err`."""
     inbox: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
-    client = mqtt_client(settings, f"{settings.client_id}-{suffix}-{int(time.time() * 1000) % 100000}", clean=True)
+    client_id = f"{settings.client_id}-{suffix}-{secrets.token_hex(4)}"  # new: no one else's session to resume
+    client = mqtt_client(settings, client_id, clean=True, v5=durable)
+    where = f"{settings.host}:{settings.port}"
+    state = {"connected": 0, "down": False}
 
-    def on_connect(c: mqtt.Client, userdata: object, flags: object, reason: object, props: object) -> None:
+    def on_connect(c: mqtt.Client, userdata: object, flags: Any, reason: Any, props: object) -> None:
+        if getattr(reason, "is_failure", False):
+            _say(err, f"MQTT broker {where} refused the connection: {reason}")
+            return
+        if state["connected"] and err is not None:
+            kept = bool(getattr(flags, "session_present", False))
+            _say(err, f"MQTT broker {where} is back" + ("" if kept else _SESSION_LOST))
+        state["connected"] += 1
+        state["down"] = False
         for t in topics:
             c.subscribe(t, qos=1)
 
+    def on_disconnect(c: mqtt.Client, userdata: object, flags: object, reason: object, props: object) -> None:
+        if state["connected"] and not state["down"]:
+            _say(err, f"MQTT broker {where} lost ({reason}); reconnecting")
+        state["down"] = True
+
     client.on_connect = on_connect
+    client.on_disconnect = on_disconnect
     client.on_message = lambda c, userdata, message: inbox.put(message)
     try:
-        client.connect(settings.host, settings.port, keepalive=settings.keepalive_s)
+        if durable:
+            client.reconnect_delay_set(min_delay=1, max_delay=5)
+            session = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            session.SessionExpiryInterval = _FOLLOW_SESSION_S
+            # clean_start=False from the first connection (the id is new): mosquitto 2.0 saves no session begun
+            # with clean_start=True in its persistence file, so such a session would not survive its restart
+            client.connect(
+                settings.host, settings.port, keepalive=settings.keepalive_s, clean_start=False, properties=session
+            )
+        else:
+            client.connect(settings.host, settings.port, keepalive=settings.keepalive_s)
     except OSError as exc:
-        msg = f"cannot reach the MQTT broker {settings.host}:{settings.port}: {exc}"
+        msg = f"cannot reach the MQTT broker {where}: {exc}"
         raise QuotadError(msg) from None
     client.loop_start()
     return client, inbox
 
 
+def _say(err: TextIO | None, text: str) -> None:
+    if err is not None:
+        err.write(text + "\n")
+        err.flush()
+
+
+def _end_session(client: mqtt.Client) -> None:
+    """Disconnect and tell the broker to drop the session now rather than keep it for its expiry."""
+    ending = Properties(PacketTypes.DISCONNECT)  # type: ignore[no-untyped-call]
+    ending.SessionExpiryInterval = 0
+    client.on_disconnect = None
+    client.disconnect(properties=ending)
+    client.loop_stop()
+
+
 def follow_alerts(
     loaded: Loaded, severity: str | None, firm: str | None, as_json: bool, out: TextIO = sys.stdout,
-    limit: int | None = None, timeout_s: float | None = None,
+    limit: int | None = None, timeout_s: float | None = None, err: TextIO = sys.stderr,
 ) -> int:  # fmt: skip
-    """Print alerts as they arrive (each id once) until interrupted, `limit` alerts, or `timeout_s` of silence."""
+    """Print alerts as they arrive (each id once) until interrupted, `limit` alerts, or `timeout_s` of silence.
+    The broker keeps the follower's session while the connection is down: an alert published meanwhile comes
+    when it is back (the broker's restart included, when it persists sessions as mosquitto does by default
+    with `persistence true`). Connection news goes to `err`, never among the alerts."""
     settings = _settings(loaded)
     wanted = topic(settings.topic_prefix, loaded.policy.township.id, "alerts", severity or "+", firm or "+")
-    client, inbox = _subscribe(settings, [wanted], "alerts")
+    client, inbox = _subscribe(settings, [wanted], "alerts", durable=True, err=err)
     seen: set[str] = set()
     try:
         while limit is None or len(seen) < limit:
@@ -83,8 +140,7 @@ def follow_alerts(
     except KeyboardInterrupt:
         pass
     finally:
-        client.loop_stop()
-        client.disconnect()
+        _end_session(client)
     return 0
 
 
