@@ -80,7 +80,8 @@ def test_alerts_published_while_the_follower_reconnects_are_shown_once_each(tmp_
         ids, err = stop(follower)
         log = broker.log_tail(20000)
     assert ids == [f"xx-town/w-005/test/{i}" for i in range(5)]
-    assert "lost" in err and "is back" in err, err
+    assert "lost" in err, err
+    assert "is back" in err, err
     assert "session" not in err, err
     assert "Traceback" not in err
     assert log.count("quotad-test-alerts-") >= 2  # the follower's two connections, by its own client id
