@@ -24,7 +24,15 @@ from quotad import __version__
 from quotad.alerts import Alert, Lift, Order
 from quotad.config.policy import Policy
 from quotad.engine import Engine
-from quotad.outputs import EnergyPoints, Message, alert_line, alert_message, line, order_line, order_message
+from quotad.outputs import (
+    EnergyPoints,
+    Message,
+    alert_line,
+    alert_message,
+    meter_reading_line,
+    order_line,
+    order_message,
+)
 from quotad.readings import Reading
 from quotad.store import Store
 from quotad.windows import HOUR_US
@@ -149,9 +157,9 @@ class Journal:
 
     def _reading_line(self, reading: Reading) -> str:
         meter = self.engine.ledger.meters[reading.meter]
-        tags = {"township": self.policy.township.id, "firm": meter.firm or "township", "meter": reading.meter}
         power = reading.power_kw * meter.factor / 1000 if reading.power_kw is not None else None
-        return line("meter_reading", tags, {"energy_kwh": meter.last_wh / 1000, "power_kw": power}, reading.t)
+        return meter_reading_line(self.policy.township.id, meter.firm or "township", reading.meter,
+                                  meter.last_wh / 1000, power, reading.t)  # fmt: skip
 
     def _energy_lines(self, reading: Reading) -> list[str]:
         engine, t = self.engine, reading.t

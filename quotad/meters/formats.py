@@ -72,9 +72,12 @@ def _reject_constant(token: str) -> NoReturn:
     _fail(f"not a finite number: {token}")
 
 
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)  # made once: json.loads with options makes one a call
+
+
 def _load_json(text: str) -> Any:
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        return _DECODER.decode(text)
     except RecursionError:
         _fail("JSON nested too deeply")
     except json.JSONDecodeError as exc:

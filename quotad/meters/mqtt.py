@@ -242,8 +242,7 @@ class MqttMeters:
     # --- messages -------------------------------------------------------------------------------------------
 
     def _handle(self, topic: str, payload: bytes, mid: int = 0, qos: int = 0) -> None:
-        with self._lock:
-            self.received += 1
+        self.received += 1  # counters written by paho's thread alone: no lock on the path of every message
         ack = partial(self.client.ack, mid, qos) if self._on_delivery is not None and qos else _done
         entry = self.topics.get(topic)
         if entry is None:
@@ -275,8 +274,7 @@ class MqttMeters:
             if count == 1 or count % _LOG_EVERY == 0:
                 log.exception("the reading handler failed on %s (%d failures so far)", topic, count)
             return
-        with self._lock:
-            self.delivered += 1
+        self.delivered += 1
 
     def _count_malformed(self, topic: str, reason: str) -> None:
         with self._lock:
