@@ -111,12 +111,13 @@ class Daemon:
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
-        self.inbox = Inbox(loop)
+        self.inbox = Inbox()
         loop.add_signal_handler(signal.SIGTERM, self._stop.set)
         loop.add_signal_handler(signal.SIGINT, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, self._reload.set)
-        # The brokers are joined (on paho's threads) while the journal is restored: what arrives meanwhile waits
-        # in the inbox (paho held back when it is full); the tasks that use the engine start after the restore.
+        # The brokers are joined while the journal is restored (the sink's paho thread; the meter source's first
+        # connect on a worker thread, its CONNACK read once the loop runs); the tasks that use the engine start
+        # after the restore. Meanwhile readings wait in the inbox (the meter source holds back when it is full).
         self._start_sinks()
         self._start_sources(self.inbox)
         started = time.monotonic()
@@ -175,11 +176,11 @@ class Daemon:
             self.meters_mqtt = MqttMeters(
                 meter_topics(mqtt_meters, settings.topic_prefix, policy.township.id),
                 settings.host, settings.port, policy.township.tz,
-                on_delivery=inbox.put_from_thread,
+                on_delivery=inbox.put, hold=inbox.full,
                 client_id=f"{settings.client_id}-meters", username=settings.username, password=password,
                 ca_file=settings.ca_file, keepalive_s=settings.keepalive_s, now=self.clock.now,
             )  # fmt: skip
-            self.meters_mqtt.start()
+            self.meters_mqtt.start(asyncio.get_running_loop())  # paho on the daemon's loop: no second thread
         elif mqtt_meters:
             log.warning("%d MQTT meters but no [mqtt] section: they are not read", len(mqtt_meters))
 
@@ -188,7 +189,7 @@ class Daemon:
         faulthandler.dump_traceback_later(15, exit=False)  # a stop that hangs says where, in the journal
         log.info("stopping: no more readings; flushing the outboxes for up to 3 s")
         if self.inbox is not None:
-            self.inbox.closed = True  # what paho still holds stays unacknowledged: the broker keeps it
+            self.inbox.closed = True  # what is read from now on stays unacknowledged: the broker keeps it
         if self.meters_mqtt is not None:
             self.meters_mqtt.stop()
         await self._drain(3.0)

@@ -1,58 +1,47 @@
-"""The daemon's inbox: a full inbox holds paho's thread back instead of dropping; a closed one lets it go."""
+"""The daemon's inbox: batches in order, a waiting take, `full` for the source that holds back, closing."""
 
 from __future__ import annotations
 
 import asyncio
-import threading
-import time
 
 from quotad.inbox import Inbox
 from quotad.readings import Reading
 
 
-def test_a_fast_thread_into_a_small_inbox_loses_nothing_and_keeps_the_order() -> None:
-    async def scenario() -> tuple[list[float], int, list[int]]:
-        inbox = Inbox(asyncio.get_running_loop(), limit=10)
+def test_batches_keep_the_order_and_the_limit_and_full_says_when_to_hold_back() -> None:
+    async def scenario() -> tuple[list[float], list[int], list[bool]]:
+        inbox = Inbox(limit=10)
         acked: list[int] = []
-
-        def produce() -> None:
-            for n in range(5000):
-                inbox.put_from_thread(Reading("m", n + 1, float(n)), lambda n=n: acked.append(n))
-
-        producer = threading.Thread(target=produce)
-        producer.start()
+        fullness = []
+        for n in range(25):
+            inbox.put(Reading("m", n + 1, float(n)), lambda n=n: acked.append(n))
+            fullness.append(inbox.full())
         got: list[float] = []
-        largest = 0
-        while len(got) < 5000:
-            batch = await inbox.take(limit=64)
-            largest = max(largest, len(batch))
-            assert len(inbox) <= 10 + 1  # never more than the limit waits (and one being put)
+        sizes = []
+        while len(got) < 25:
+            batch = await inbox.take(limit=8)
+            sizes.append(len(batch))
             for reading, ack in batch:
                 got.append(reading.energy_kwh)
                 assert ack is not None
                 ack()
-            if len(got) % 500 == 0:
-                await asyncio.sleep(0.01)  # a slow journal: the producer must wait, not drop
-        producer.join(5)
-        assert not producer.is_alive()
-        return got, largest, acked
+        assert not inbox.full()
+        return got, sizes, fullness
 
-    got, largest, acked = asyncio.run(scenario())
-    assert got == [float(n) for n in range(5000)]
-    assert acked == list(range(5000))
-    assert largest <= 64
+    got, sizes, fullness = asyncio.run(scenario())
+    assert got == [float(n) for n in range(25)]
+    assert sizes == [8, 8, 8, 1]
+    assert fullness == [False] * 9 + [True] * 16  # full from the tenth reading on
 
 
-def test_the_loops_own_door_and_a_waiting_take() -> None:
+def test_a_take_waits_for_the_next_put() -> None:
     async def scenario() -> list[list[float]]:
-        loop = asyncio.get_running_loop()
-        inbox = Inbox(loop, limit=10)
-        batches = []
+        inbox = Inbox()
         waiting = asyncio.create_task(inbox.take())
         await asyncio.sleep(0.05)
         assert not waiting.done()  # nothing yet: it waits
-        threading.Thread(target=inbox.put_from_thread, args=(Reading("m", 1, 1.0),)).start()
-        batches.append([r.energy_kwh for r, _ in await asyncio.wait_for(waiting, 5)])
+        asyncio.get_running_loop().call_later(0.05, inbox.put, Reading("m", 1, 1.0))
+        batches = [[r.energy_kwh for r, _ in await asyncio.wait_for(waiting, 5)]]
         inbox.put(Reading("m", 2, 2.0))
         inbox.put(Reading("m", 3, 3.0))
         batches.append([r.energy_kwh for r, _ in await asyncio.wait_for(inbox.take(), 5)])
@@ -61,20 +50,14 @@ def test_the_loops_own_door_and_a_waiting_take() -> None:
     assert asyncio.run(scenario()) == [[1.0], [2.0, 3.0]]
 
 
-def test_closing_lets_a_blocked_thread_go_without_queueing_its_reading() -> None:
-    async def scenario() -> tuple[bool, int]:
-        inbox = Inbox(asyncio.get_running_loop(), limit=1)
-        inbox.put_from_thread(Reading("m", 1, 1.0))
-        blocked = threading.Thread(target=inbox.put_from_thread, args=(Reading("m", 2, 2.0),))
-        blocked.start()
-        await asyncio.sleep(0.3)
-        still_blocked = blocked.is_alive()
+def test_a_closed_inbox_queues_nothing_and_acknowledges_nothing() -> None:
+    async def scenario() -> tuple[int, list[int]]:
+        inbox = Inbox()
+        acked: list[int] = []
+        inbox.put(Reading("m", 1, 1.0), lambda: acked.append(1))
         inbox.closed = True
-        started = time.monotonic()
-        await asyncio.to_thread(blocked.join, 5)
-        assert time.monotonic() - started < 2
-        return still_blocked, len(inbox)
+        inbox.put(Reading("m", 2, 2.0), lambda: acked.append(2))
+        return len(inbox), acked
 
-    still_blocked, waiting = asyncio.run(scenario())
-    assert still_blocked  # a full inbox held it back
-    assert waiting == 1  # its reading was not queued: unacknowledged, the broker sends it again
+    # the reading put after closing is neither queued nor acknowledged: the broker sends it again after the restart
+    assert asyncio.run(scenario()) == (1, [])

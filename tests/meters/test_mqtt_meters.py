@@ -6,6 +6,7 @@ Every wait is bounded: `wait_until` polls with short sleeps and fails the test a
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import logging
@@ -43,7 +44,7 @@ def wait_until(condition: Callable[[], bool], timeout: float = 5.0, what: str = 
 
 
 class Collected:
-    """Readings handed to `on_reading` (called on paho's thread)."""
+    """Readings handed to `on_reading` (called on the source's loop thread)."""
 
     def __init__(self) -> None:
         self.readings: list[Reading] = []
@@ -441,6 +442,95 @@ def test_an_absent_broker_is_logged_once_and_joined_when_it_comes(
         late.close()
     records = [r for r in caplog.records if r.name == LOGGER]
     assert [r.getMessage() for r in records if r.levelno == logging.WARNING] == [
-        f"cannot reach MQTT meter broker 127.0.0.1:{port}; retrying"
-    ]
+        f"cannot reach MQTT meter broker 127.0.0.1:{port} ([Errno 111] Connection refused); retrying"
+    ]  # once, with the reason, however many attempts failed
     assert sum("is back" in r.getMessage() or "connected" in r.getMessage() for r in records) == 1
+
+
+# --- on the daemon's loop, held back ----------------------------------------------------------------------------
+
+
+def test_a_held_source_leaves_the_backlog_on_the_broker_and_loses_nothing(
+    broker: Mosquitto, publisher: Publisher, prefix: str
+) -> None:
+    """While `hold` says so (the daemon's inbox is full) the source reads nothing more: at most `limit` readings
+    wait unacknowledged in memory, the rest stay with the broker; acknowledged, every one arrives, in order."""
+    topic, limit, total = f"{prefix}/meters/m", 20, 300
+    waiting: list[tuple[float, Ack]] = []
+    lock = threading.Lock()
+    most = 0
+
+    def deliver(reading: Reading, ack: Ack) -> None:
+        nonlocal most
+        with lock:
+            waiting.append((reading.energy_kwh, ack))
+            most = max(most, len(waiting))
+
+    def hold() -> bool:
+        with lock:
+            return len(waiting) >= limit
+
+    held = MqttMeters([("m", topic, "json")], broker.host, broker.port, TZ, on_delivery=deliver, hold=hold,
+                      client_id=f"test-meters-held-{next(_ids)}")  # fmt: skip
+    held.start()
+    got: list[float] = []
+    try:
+        assert held.wait_connected(5.0)
+        for n in range(total):
+            publisher.publish(topic, json_payload(1287532800 + n, float(n)))
+        wait_until(lambda: len(waiting) == limit, what="the inbox filled")
+        time.sleep(0.3)
+        with lock:
+            assert len(waiting) == limit  # held: nothing more read while nothing is acknowledged
+        deadline = time.monotonic() + 20
+        while len(got) < total and time.monotonic() < deadline:
+            with lock:
+                batch, waiting[:] = list(waiting), []
+            for kwh, ack in batch:
+                got.append(kwh)
+                ack()  # from this thread, as a test may: the source writes the PUBACKs on its loop
+            time.sleep(0.01)
+    finally:
+        held.stop()
+    assert got == [float(n) for n in range(total)]
+    assert most <= limit
+    assert held.received == total
+
+
+def test_on_a_callers_loop_the_source_reads_and_acknowledges_on_that_loop(broker: Mosquitto, prefix: str) -> None:
+    """The daemon runs the source on its own loop: readings arrive on the loop's thread, the acknowledgements
+    written from there; a reading never acknowledged comes again to the next session."""
+    topic, client_id = f"{prefix}/meters/m", f"test-meters-loop-{next(_ids)}"
+
+    async def session(values: list[float], ack_below: float, publish: list[float]) -> list[int]:
+        loop = asyncio.get_running_loop()
+        threads: list[int] = []
+
+        def deliver(reading: Reading, ack: Ack) -> None:
+            threads.append(threading.get_ident())
+            values.append(reading.energy_kwh)
+            if reading.energy_kwh < ack_below:
+                ack()
+
+        source = MqttMeters([("m", topic, "json")], broker.host, broker.port, TZ, on_delivery=deliver,
+                            client_id=client_id)  # fmt: skip
+        source.start(loop)
+        assert await asyncio.to_thread(source.wait_connected, 5.0)
+        pub = await asyncio.to_thread(Publisher, broker)
+        for kwh in publish:
+            await asyncio.to_thread(pub.publish, topic, json_payload(1287532800 + int(kwh), kwh))
+        deadline = loop.time() + 5
+        while len(values) < len(publish) and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        await asyncio.to_thread(pub.close)
+        source.stop()
+        await asyncio.sleep(0.2)  # the DISCONNECT is written as the loop goes on
+        return [t - threading.get_ident() for t in threads]
+
+    first: list[float] = []
+    offsets = asyncio.run(session(first, 3.0, [1.0, 2.0, 3.0]))
+    assert first == [1.0, 2.0, 3.0]
+    assert set(offsets) == {0}  # every reading on the loop's own thread
+    again: list[float] = []
+    asyncio.run(session(again, 99.0, [4.0]))
+    assert again == [3.0, 4.0]  # 3 was never acknowledged: the broker kept it for the session
