@@ -1,16 +1,12 @@
 """The MQTT meter source: subscribes to every MQTT meter's topic and hands each valid reading on.
 
-- A paho-mqtt 2.x client (MQTT 3.1.1, persistent session) run on an asyncio loop through paho's external-loop
-  API: the loop watches the socket and calls paho to read and write, so a message is parsed, handed on and
-  acknowledged on one thread, without a network thread contending for the interpreter lock or a wake-up per
-  acknowledgement (the MQTT ingestion bench measured that at twice the cost of the daemon's own work). The
-  daemon passes its loop to `start`; without one, the source runs a loop of its own on a thread.
-- Reconnection is ours: after a lost connection or a failed attempt it retries with a delay doubling from 1 s to
-  30 s (paho's own network thread does the same); the blocking connect (TCP, TLS handshake) runs on a worker
-  thread so that an unreachable broker never stalls the loop. Keepalive pings are sent by `loop_misc` once a
-  second. Subscriptions (QoS 1) are made in `on_connect`, so every reconnection resubscribes; while quotad
-  is away the broker queues the QoS 1 messages of its session, and a retained reading is delivered again on
-  each resubscription (harmless: the ledger ignores a reading not newer than the meter's last).
+- A paho-mqtt 2.x client (MQTT 3.1.1, persistent session) run on an asyncio loop by
+  `quotad.meters.paholoop.LoopDriver`: reading, handling and acknowledging on one thread; reconnection with a
+  back-off from 1 s to 30 s, as paho's own thread would; the daemon passes its loop to `start`, and without one
+  the source runs a loop of its own on a thread. Subscriptions (QoS 1) are made in `on_connect`, so every
+  reconnection resubscribes; while quotad is away the broker queues the QoS 1 messages of its session, and a
+  retained reading is delivered again on each resubscription (harmless: the ledger ignores a reading not newer
+  than the meter's last).
 - Topic → meter is an exact map; each payload is parsed by `quotad.meters.formats.parse_payload` with the
   meter's `format`. A bad payload is counted per topic and logged (the first on a topic, then every 100th,
   with the count); a message on a topic of no meter is counted. Nothing raises out of paho's callbacks.
@@ -29,9 +25,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import socket
 import ssl
 import threading
 import time
@@ -48,6 +42,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from quotad.config.policy import Meter
 from quotad.errors import ConfigError, Problem, ReadingError
 from quotad.meters.formats import FORMATS, Format, parse_payload
+from quotad.meters.paholoop import LoopDriver
 from quotad.readings import Reading
 from quotad.schedule.calendar import Micros
 
@@ -57,8 +52,6 @@ log = logging.getLogger(__name__)
 MeterTopic = tuple[str, str, Format]  # (meter id, topic, payload format)
 Ack = Callable[[], object]  # tells the broker a message is safely received
 _LOG_EVERY = 100  # after the first, one warning per this many bad payloads on a topic
-_READS_PER_WAKE = 500  # packets read per readiness of the socket, before other tasks get their turn
-_MIN_DELAY_S, _MAX_DELAY_S = 1.0, 30.0  # reconnection back-off
 
 
 def default_topic(prefix: str, township: str, meter_id: str) -> str:
@@ -125,7 +118,6 @@ class MqttMeters:
         self.topics = _topic_map(meters)
         self.host, self.port, self.tz, self.keepalive_s = host, port, tz, keepalive_s
         self._on_reading, self._on_delivery, self._now = on_reading, on_delivery, now or _wall_clock
-        self._hold = hold
         self.malformed: dict[str, int] = {}
         self.unknown = 0
         self.received = 0
@@ -136,15 +128,7 @@ class MqttMeters:
         self._lock = threading.Lock()
         self._ready = threading.Event()
         self._down = False
-        self._stopping = False
         self._subscribe_mid: int | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._loop_thread_id = 0
-        self._own_thread: threading.Thread | None = None
-        self._supervisor: asyncio.Task[None] | None = None
-        self._gone: asyncio.Event | None = None  # set when the connection ends (made on the loop)
-        self._sock: socket.socket | None = None
-        self._held = False
         self.client = mqtt.Client(
             # A persistent session with QoS 1 subscriptions: while quotad is down or reconnecting, the broker keeps
             # the meters' messages for it, so no reading is lost (the broker's max_queued_messages must allow it).
@@ -163,194 +147,31 @@ class MqttMeters:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
-        self.client.on_socket_open = self._on_socket_open
-        self.client.on_socket_close = self._on_socket_close
-        self.client.on_socket_register_write = self._on_register_write
-        self.client.on_socket_unregister_write = self._on_unregister_write
+        self._driver = LoopDriver(
+            self.client, "mqtt-meters", progress=lambda: self.received, unreachable=self._unreachable, hold=hold
+        )
 
     # --- lifecycle ------------------------------------------------------------------------------------------
 
     def start(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         """Connect in the background on `loop` (from that loop's thread), or on a loop of its own on a thread of
         its own when none is given; returns at once. See `wait_connected`."""
-        self._stopping = False
         self.client.connect_async(self.host, self.port, keepalive=self.keepalive_s)
-        if loop is not None:
-            self._begin(loop)
-            return
-        own = asyncio.new_event_loop()
-        started = threading.Event()
-
-        def begin() -> None:
-            self._begin(own)
-            started.set()
-
-        def serve() -> None:
-            asyncio.set_event_loop(own)
-            own.call_soon(begin)
-            own.run_forever()
-            own.close()
-
-        self._own_thread = threading.Thread(target=serve, name="mqtt-meters", daemon=True)
-        self._own_thread.start()
-        started.wait(5.0)
-
-    def _begin(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop, self._loop_thread_id = loop, threading.get_ident()
-        self._gone = asyncio.Event()
-        # the first attempt starts now, on a worker thread: a caller that blocks the loop a while (the daemon's
-        # restore) finds the connection made and its CONNACK waiting
-        first = loop.run_in_executor(None, self.client.reconnect)
-        self._supervisor = loop.create_task(self._supervise(first), name="mqtt meters")
+        self._driver.start(loop)
 
     def stop(self) -> None:
-        """Disconnect (what is not acknowledged stays with the broker) and end the connection's task. From the
-        loop's thread, the DISCONNECT is written as the loop goes on; with a loop of its own, the loop ends too.
-        Idempotent."""
-        self._stopping = True
-        loop = self._loop
-        if loop is None or loop.is_closed():
-            return
-        if self._own_thread is None:
-            self._halt()
-            return
-        if self._own_thread.is_alive():
-            done = threading.Event()
-
-            def halt() -> None:
-                self._halt()
-                done.set()
-
-            loop.call_soon_threadsafe(halt)
-            done.wait(5.0)
-            flushed = time.monotonic() + 2.0  # the DISCONNECT written, the socket closed
-            while self._sock is not None and time.monotonic() < flushed:
-                time.sleep(0.01)
-            loop.call_soon_threadsafe(loop.stop)
-            self._own_thread.join(5.0)
-
-    def _halt(self) -> None:
+        """Disconnect (what is not acknowledged stays with the broker). Idempotent."""
         self._ready.clear()
-        self.client.disconnect()
-        if self._gone is not None and self._sock is None:
-            self._gone.set()
-        if self._supervisor is not None and self._sock is None:
-            self._supervisor.cancel()
+        self._driver.stop()
 
     def wait_connected(self, timeout: float) -> bool:
         """True once connected and subscribed to every meter topic (the broker acknowledged), within `timeout` s."""
         return self._ready.wait(timeout)
 
-    async def _supervise(self, first: asyncio.Future[Any] | None) -> None:
-        """Connect, keep alive, and reconnect with back-off until stopped."""
-        assert self._loop is not None
-        assert self._gone is not None
-        loop, gone, delay = self._loop, self._gone, _MIN_DELAY_S
-        while not self._stopping:
-            gone.clear()
-            connections = self.connections
-            attempt, first = first or loop.run_in_executor(None, self.client.reconnect), None
-            try:
-                await attempt
-            except (OSError, ValueError) as exc:  # refused, unreachable, TLS failure, name not resolved
-                if not self._down and not self._stopping:
-                    log.warning("cannot reach MQTT meter broker %s:%d (%s); retrying", self.host, self.port, exc)
-                self._down = True
-            else:
-                while not gone.is_set():
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(gone.wait(), 1.0)
-                    if not gone.is_set() and self.client.loop_misc() != mqtt.MQTT_ERR_SUCCESS:
-                        break  # keepalive unanswered: paho closed the socket and said so (on_disconnect)
-                if self.connections > connections:
-                    delay = _MIN_DELAY_S  # it was connected: the next attempt starts the back-off afresh
-            if self._stopping:
-                break
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, _MAX_DELAY_S)
-
-    # --- the socket, on the loop ----------------------------------------------------------------------------
-
-    def _on_loop(self, call: Callable[[], object]) -> None:
-        """Run `call` on the loop's thread (paho calls back from the connecting worker thread too)."""
-        assert self._loop is not None
-        if threading.get_ident() == self._loop_thread_id:
-            call()
-        elif not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(call)
-
-    def _on_socket_open(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
-        def watch() -> None:
-            self._sock, self._held = sock, False
-            assert self._loop is not None
-            self._loop.add_reader(sock, self._read)
-
-        self._on_loop(watch)
-
-    def _on_socket_close(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
-        def unwatch() -> None:
-            assert self._loop is not None
-            assert self._gone is not None
-            with contextlib.suppress(ValueError, OSError):  # already closed by paho
-                self._loop.remove_reader(sock)
-                self._loop.remove_writer(sock)
-            if self._sock is sock:
-                self._sock = None
-            self._gone.set()
-            if self._stopping and self._supervisor is not None:
-                self._supervisor.cancel()
-
-        self._on_loop(unwatch)
-
-    def _on_register_write(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
-        def watch() -> None:
-            assert self._loop is not None
-            watched = self._sock
-            if watched is not None and watched is sock:  # not a socket paho has since replaced
-                self._loop.add_writer(watched, client.loop_write)
-
-        self._on_loop(watch)
-
-    def _on_unregister_write(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
-        def unwatch() -> None:
-            assert self._loop is not None
-            with contextlib.suppress(ValueError, OSError):
-                self._loop.remove_writer(sock)
-
-        self._on_loop(unwatch)
-
-    def _read(self) -> None:
-        """The socket is readable: read packets while they come (and TLS holds decrypted bytes), then let the
-        loop go on; while `hold` says so, stop reading the socket."""
-        client, sock = self.client, self._sock
-        for _ in range(_READS_PER_WAKE):
-            before = self.received
-            if client.loop_read() != mqtt.MQTT_ERR_SUCCESS or self._sock is not sock:
-                return  # the connection is gone: paho closed it and said so
-            if self._hold is not None and self._hold():
-                self._pause()
-                return
-            if self.received == before and not (isinstance(sock, ssl.SSLSocket) and sock.pending()):
-                return  # nothing more to read now (or a packet that was no message: the loop calls again)
-
-    def _pause(self) -> None:
-        assert self._loop is not None
-        if self._sock is not None and not self._held:
-            self._held = True
-            self._loop.remove_reader(self._sock)
-            self._loop.call_later(0.005, self._resume)
-
-    def _resume(self) -> None:
-        assert self._loop is not None
-        if not self._held:
-            return
-        if self._sock is None:
-            self._held = False
-        elif self._hold is not None and self._hold() and not self._stopping:
-            self._loop.call_later(0.005, self._resume)
-        else:
-            self._held = False
-            self._loop.add_reader(self._sock, self._read)
+    def _unreachable(self, exc: Exception) -> None:
+        if not self._down:
+            log.warning("cannot reach MQTT meter broker %s:%d (%s); retrying", self.host, self.port, exc)
+        self._down = True
 
     # --- stats ----------------------------------------------------------------------------------------------
 
@@ -387,6 +208,7 @@ class MqttMeters:
             self._down = True
             return
         self.connections += 1
+        self._driver.connected()
         if self._down or self.connections == 1:
             state = "is back" if self.connections > 1 else "connected"
             log.info("MQTT meter broker %s:%d %s; %d meter topics", self.host, self.port, state, len(self.topics))
@@ -410,9 +232,7 @@ class MqttMeters:
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Any) -> None:
         self._ready.clear()
-        if self._gone is not None:
-            self._on_loop(self._gone.set)
-        if self._stopping:
+        if self._driver.stopping:
             return
         if not self._down:
             log.warning("MQTT meter broker %s:%d lost (%s); reconnecting", self.host, self.port, reason)
@@ -427,7 +247,7 @@ class MqttMeters:
     # --- messages -------------------------------------------------------------------------------------------
 
     def _handle(self, topic: str, payload: bytes, mid: int = 0, qos: int = 0) -> None:
-        self.received += 1  # counters written by paho's thread alone: no lock on the path of every message
+        self.received += 1  # counters written by the loop's thread alone: no lock on the path of every message
         ack = partial(self.client.ack, mid, qos) if self._on_delivery is not None and qos else _done
         entry = self.topics.get(topic)
         if entry is None:
