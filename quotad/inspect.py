@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import queue
 import secrets
+import signal
 import sys
+import threading
 import time
 from typing import Any, TextIO
 
@@ -122,6 +124,10 @@ def follow_alerts(
     wanted = topic(settings.topic_prefix, loaded.policy.township.id, "alerts", severity or "+", firm or "+")
     client, inbox = _subscribe(settings, [wanted], "alerts", durable=True, err=err)
     seen: set[str] = set()
+    # `kill` (SIGTERM, as from a supervisor) ends the follower as Ctrl-C does: its session ended, exit 0, rather
+    # than the broker queueing alerts for a follower that is gone for the next hour
+    main = threading.current_thread() is threading.main_thread()
+    on_term = signal.signal(signal.SIGTERM, _interrupt) if main else None
     try:
         while limit is None or len(seen) < limit:
             try:
@@ -141,7 +147,13 @@ def follow_alerts(
         pass
     finally:
         _end_session(client)
+        if on_term is not None:
+            signal.signal(signal.SIGTERM, on_term)
     return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def show_status(loaded: Loaded, out: TextIO = sys.stdout, wait_s: float = 1.5) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import signal
 import tomllib
 from collections.abc import Iterable
 from zoneinfo import ZoneInfo
@@ -14,6 +15,12 @@ from quotad.config.policy import Policy
 from quotad.engine import Engine
 from quotad.readings import Reading
 from quotad.schedule.calendar import to_micros
+
+# A shell's background job (`cmd &` without job control) starts with SIGINT ignored, and every process the suite
+# spawns would inherit that: tests that stop a command with Ctrl-C (SIGINT) would hang. The suite makes its own
+# children behave as they do from a terminal, whoever launched it.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 BASE = """
 [township]

@@ -7,6 +7,7 @@ the follower has reconnected (its first retry waits a second): with a clean sess
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -59,8 +60,8 @@ def follow(path: Path) -> subprocess.Popen[str]:
     return follower
 
 
-def stop(follower: subprocess.Popen[str]) -> tuple[list[str], str]:
-    follower.send_signal(signal.SIGINT)
+def stop(follower: subprocess.Popen[str], sig: int = signal.SIGINT) -> tuple[list[str], str]:
+    follower.send_signal(sig)
     out, err = follower.communicate(timeout=15)
     assert follower.returncode == 0, err
     return [json.loads(line)["id"] for line in out.splitlines()], err
@@ -104,3 +105,18 @@ def test_a_broker_that_lost_the_session_is_said_on_stderr(tmp_path: Path) -> Non
     assert ids == ["xx-town/w-005/test/0", "xx-town/w-005/test/1"]
     assert "lost this follower's session" in err, err
     assert "Traceback" not in err
+
+
+def test_sigterm_ends_the_follower_and_its_session_as_ctrl_c_does(tmp_path: Path) -> None:
+    (tmp_path / "mq").mkdir()
+    with Mosquitto(data_dir=tmp_path / "mq") as broker:
+        follower = follow(config(tmp_path, broker.port))
+        publish(broker.port, [alert(0), alert(1)])
+        time.sleep(0.5)
+        ids, err = stop(follower, signal.SIGTERM)
+        log = broker.log_tail(20000)
+    assert ids == ["xx-town/w-005/test/0", "xx-town/w-005/test/1"]
+    assert "Traceback" not in err
+    # an ended session (DISCONNECT), not a dropped socket, which would leave the broker queueing alerts for an hour
+    assert re.search(r"Client quotad-test-alerts-[0-9a-f]+ disconnected\.", log), log
+    assert not re.search(r"quotad-test-alerts-[0-9a-f]+ closed its connection", log), log
