@@ -47,12 +47,12 @@ class Engine:
         # An entry is re-armed from the meter's newer reading when it comes due: no heap work per reading.
         # A meter reported offline has none until a reading ends its silence.
         self._deadlines: list[tuple[Micros, str, Micros]] = []
-        # Thresholds below which no rule can fire (recomputed after each evaluation; derived, not state):
-        self._firm_quiet: dict[tuple[str, dt.date], tuple[float, float]] = {}
-        self._cap_quiet: dict[dt.date, float] = {}
+        # Thresholds below which no rule can fire (recomputed after each evaluation; derived, not state). Those of
+        # the firms' days and months and of the township's day are the marks of the ledger's totals (`Total`).
         self._load_quiet: dict[dt.date, float] = {}
         self._days: dict[dt.date, tuple[Micros, Micros, float] | None] = {}  # projection: (02:00, end, cap Wh)
         self._shed: tuple[ShedEntry, ...] | None = None
+        self._load_cap = policy.township.load_cap_kw is not None
         self.rules = Rules(
             policy, self.plan, self.ledger, self.calendar, self.trailing, self.load, self.raised, self.orders
         )
@@ -66,29 +66,45 @@ class Engine:
         applied = self.ledger.apply(reading)
         if applied is None:
             return []
-        t, m = reading.t, applied.meter
-        if self.first_seen is None:
-            self._first_reading(t)
+        t, m = applied.t1, applied.meter
         now = self.now
-        late = now is not None and t < now
-        if not late:
-            self.now = now = t
-        assert now is not None
+        if now is None:
+            self._first_reading(t)
+            now = t
+        elif t < now:
+            return self._late(applied, now)
+        self.now = now = t
+        if m.offline_alerted:  # its silence is over: watch it again
+            m.offline_alerted = False
+            heapq.heappush(self._deadlines, (t + m.offline_us, m.id, t))
+        self._shed = None
+        if applied.wh:
+            alerts = self._energy(applied, now)
+        else:
+            alerts = self._anomaly(applied) if applied.anomaly is not None else []
+        projected = self._projection(now, m.day or self.calendar.day_of(now))
+        if projected:
+            alerts += projected
+        if self._deadlines[0][0] < now:
+            alerts += self._offline(now)
+        return alerts
+
+    def _late(self, applied: Applied, now: Micros) -> list[Alert]:
+        """`ingest` of a reading older than the township's now (another meter's clock is ahead): no projection
+        (it is about now), and a meter whose newest reading is already too old is offline at once."""
+        t, m = applied.t1, applied.meter
         stale = False
         if m.offline_alerted:
             if now - t <= m.offline_us:
                 m.offline_alerted = False  # its silence is over: watch it again
                 heapq.heappush(self._deadlines, (t + m.offline_us, m.id, t))
-        elif late and now - t > m.offline_us:
+        elif now - t > m.offline_us:
             stale = True  # its newest reading is already too old (a clock far behind): offline now, not later
         self._shed = None
-        alerts: list[Alert] = []
-        if applied.anomaly is not None:
-            alerts += self._anomaly(applied)
         if applied.wh:
-            alerts += self._energy(applied, now)
-        if not late:
-            alerts += self._projection(now)
+            alerts = self._energy(applied, now)
+        else:
+            alerts = self._anomaly(applied) if applied.anomaly is not None else []
         if self._deadlines[0][0] < now:
             alerts += self._offline(now)
         if stale and not m.offline_alerted:
@@ -100,30 +116,41 @@ class Engine:
         assert t0 is not None
         self.trailing.add((t0, t, applied.wh, m.firm, m.township), now)
         alerts: list[Alert] = []
-        ledger, firm_id = self.ledger, m.firm
+        ledger, rules, firm_id = self.ledger, self.rules, m.firm
         for day, wh in applied.days:
             if not wh:
                 continue
-            if firm_id is not None:
-                key = (firm_id, day)
-                quiet = self._firm_quiet.get(key)
-                if (
-                    quiet is None
-                    or ledger.firm_day[key] >= quiet[0]
-                    or ledger.firm_month.get((firm_id, (day.year, day.month)), 0) >= quiet[1]
-                ):
-                    firm, order = self.firms[firm_id], self.orders.get(firm_id)
-                    alerts += self.rules.firm(firm, day, t)
-                    if self.orders.get(firm_id) is not order:  # a new order changes every day's thresholds
-                        self.forget_firm(firm_id)
-                    self._firm_quiet[key] = self.rules.firm_quiet(firm, day)
-            if m.township:
-                quiet_cap = self._cap_quiet.get(day)
-                if quiet_cap is None or ledger.township_day[day] >= quiet_cap:
-                    alerts += self.rules.township_cap(day, t)
-                    self._cap_quiet[day] = self.rules.township_quiet("township_cap", day)
-        if m.township and self.policy.township.load_cap_kw is not None:
-            alerts += self._load(self.load.add(t0, t, applied.wh), t)
+            if day is m.day:  # the common case: the meter's day at hand, whose totals it holds
+                firm_day, month, township = m.firm_day, m.firm_month, m.township_day
+            else:
+                firm_day = ledger.firm_day_total(firm_id, day) if firm_id is not None else None
+                month = ledger.firm_month_total(firm_id, day) if firm_id is not None else None
+                township = ledger.township_day_total(day) if m.township else None
+            # each total's mark: below it no rule can fire (see `Total`); the rules run only when one is reached
+            if firm_day is not None and (
+                firm_day.wh >= firm_day.mark or (month is not None and month.wh >= month.mark)
+            ):
+                assert firm_id is not None
+                firm, order = self.firms[firm_id], self.orders.get(firm_id)
+                alerts += rules.firm(firm, day, t)
+                if self.orders.get(firm_id) is not order:  # a new order changes every day's thresholds
+                    self.forget_firm(firm_id)
+                firm_day.mark, month_mark = rules.firm_quiet(firm, day)
+                if month is not None:
+                    month.mark = month_mark
+            if township is not None and township.wh >= township.mark:
+                alerts += rules.township_cap(day, t)
+                township.mark = rules.township_quiet("township_cap", day)
+        if m.township and self._load_cap:
+            load = self.load
+            quarters = load.add(t0, t, applied.wh)
+            if len(quarters) == 1:  # the common case, checked here: one interval, of the day at hand
+                start, cal = quarters[0], self.calendar
+                if cal.lo <= start < cal.hi:
+                    quiet_load = self._load_quiet.get(cal.day)
+                    if quiet_load is not None and load.wh[start] < quiet_load:
+                        return alerts
+            alerts += self._load(quarters, t)
         return alerts
 
     def _load(self, quarters: list[Micros], t: Micros) -> list[Alert]:
@@ -136,16 +163,16 @@ class Engine:
                 self._load_quiet[day] = self.rules.township_quiet("township_load", day)
         return alerts
 
-    def _projection(self, now: Micros) -> list[Alert]:
-        """Cheap tests first (the day's state, an upper bound of the rate); the exact rate only when it may fire."""
-        cal = self.calendar
-        day = cal.day if cal.lo <= now < cal.hi else cal.day_of(now)
+    def _projection(self, now: Micros, day: dt.date) -> list[Alert]:
+        """Cheap tests first (the day's state, an upper bound of the rate); the exact rate only when it may fire.
+        `day` is now's day (that of the reading that made it now)."""
         state = self._days.get(day, _UNSET)
         if state is _UNSET:
             state = self._days[day] = self.rules.projection_window(day)
         if state is None or now < state[0]:
             return []
-        consumed = self.ledger.township_day.get(day, 0)
+        total = self.ledger.township_day.get(day)
+        consumed = total.wh if total is not None else 0
         if consumed + self.trailing.township_wh_bound * (state[1] - now) / HOUR_US <= state[2]:
             return []
         alerts = self.rules.projection(now)
@@ -208,7 +235,12 @@ class Engine:
     # -- shed, orders, views -------------------------------------------------------------------
 
     def forget_firm(self, firm_id: str) -> None:
-        self._firm_quiet = {k: v for k, v in self._firm_quiet.items() if k[0] != firm_id}
+        """Evaluate `firm`'s rules again at its next reading of any day (its orders changed its thresholds)."""
+        ledger = self.ledger
+        for totals in (ledger.firm_day, ledger.firm_month):
+            for (firm, _when), total in totals.items():
+                if firm == firm_id:
+                    total.mark = 0.0
 
     def _shed_now(self) -> tuple[ShedEntry, ...]:
         if self._shed is None:

@@ -41,7 +41,7 @@ __all__ = ["Journal", "order_from_json", "policy_fingerprint"]
 
 log = logging.getLogger(__name__)
 SNAPSHOT_EVERY = 20_000  # events between snapshots
-SNAPSHOT_FORMAT = 3  # bumped whenever the pickled state's classes change
+SNAPSHOT_FORMAT = 4  # bumped whenever the pickled state's classes change
 
 
 def policy_fingerprint(policy: Policy) -> str:

@@ -21,10 +21,22 @@ from quotad.readings import Reading
 from quotad.schedule.calendar import Calendar, Micros
 from quotad.schedule.control import ControlPeriod
 
-__all__ = ["Anomaly", "Applied", "DayRecord", "Ledger", "MeterLedger", "split"]
+__all__ = ["Anomaly", "Applied", "DayRecord", "Ledger", "MeterLedger", "Total", "split"]
 
 Month = tuple[int, int]
 _KEEP_METER_DAYS = 8  # per-meter day records (evidence) are kept this many days behind the newest
+
+
+@dataclass(slots=True)
+class Total:
+    """A running total of a firm's day or month, or of the township's day (Wh).
+
+    `mark` belongs to the rule engine: the level below which it knows no rule can fire on this total, which it
+    sets after each evaluation (0: evaluate at the next reading). The ledger only keeps it beside the total, so
+    that the common reading compares a number it already holds instead of looking a threshold up."""
+
+    wh: int = 0
+    mark: float = field(default=0.0, compare=False)
 
 
 @dataclass(slots=True)
@@ -54,6 +66,14 @@ class MeterLedger:
     excluded_wh: int = 0
     offline_alerted: bool = False
     days: dict[dt.date, DayRecord] = field(default_factory=dict)
+    # Derived, set with each day's first counter (`Ledger._note_counter`): the day of the newest counter, its
+    # record, and the totals a reading of that day feeds (None: no firm; a day outside the control period for
+    # the month; not a township meter). A reading of the same day, the common case, finds them here.
+    day: dt.date | None = None
+    record: DayRecord | None = None
+    firm_day: Total | None = None
+    firm_month: Total | None = None
+    township_day: Total | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,9 +130,9 @@ class Ledger:
             )
             for m in policy.meters
         }
-        self.firm_day: dict[tuple[str, dt.date], int] = {}
-        self.firm_month: dict[tuple[str, Month], int] = {}  # control days only
-        self.township_day: dict[dt.date, int] = {}
+        self.firm_day: dict[tuple[str, dt.date], Total] = {}
+        self.firm_month: dict[tuple[str, Month], Total] = {}  # control days only
+        self.township_day: dict[dt.date, Total] = {}
 
     def meter(self, meter_id: str) -> MeterLedger:
         try:
@@ -133,16 +153,16 @@ class Ledger:
     def apply(self, reading: Reading) -> Applied | None:
         """Account one reading; None when it is not newer than the meter's last accepted one."""
         m = self.meters.get(reading.meter) or self.meter(reading.meter)
-        t1 = reading.t
-        if m.last_t is not None and t1 <= m.last_t:
+        t0, t1 = m.last_t, reading.t
+        if t0 is not None and t1 <= t0:
             return None
         wh = round(reading.energy_kwh * m.factor)
-        t0, previous = m.last_t, m.last_wh
+        previous = m.last_wh
         m.last_t, m.last_wh = t1, wh
         cal = self.calendar
-        record = m.days.get(cal.day) if cal.lo <= t1 < cal.hi else None
-        if record is not None and record.last_t is not None and t1 > record.last_t:
-            record.last_t, record.last_wh = t1, wh  # the common case: a later counter of the day at hand
+        record = m.record
+        if record is not None and m.day is cal.day and cal.lo <= t1 < cal.hi:
+            record.last_t, record.last_wh = t1, wh  # the common case: a later counter of the meter's day at hand
         else:
             record = self._note_counter(m, t1, wh)
         if t0 is None:
@@ -153,21 +173,19 @@ class Ledger:
             m.excluded_wh += delta
             kw = delta * 3_600_000 / (t1 - t0)  # Wh over microseconds -> kW
             return Applied(m, None, t1, 0, (), Anomaly("decrease" if delta < 0 else "jump", previous, wh, kw))
-        if cal.lo <= t0:  # the common case: inside t1's day (the calendar has it at hand, and its record)
-            day = cal.day
+        if cal.lo <= t0:  # the common case: inside t1's day, whose record and totals the meter holds
             m.counted_wh += delta
             record.wh += delta
-            firm = m.firm
-            if firm is not None:
-                key = (firm, day)
-                self.firm_day[key] = self.firm_day.get(key, 0) + delta
-                control = self.control
-                if control.start <= day <= control.end:
-                    mkey = (firm, (day.year, day.month))
-                    self.firm_month[mkey] = self.firm_month.get(mkey, 0) + delta
-            if m.township:
-                self.township_day[day] = self.township_day.get(day, 0) + delta
-            return _applied((m, t0, t1, delta, ((day, delta),), None))
+            total = m.firm_day
+            if total is not None:
+                total.wh += delta
+                total = m.firm_month
+                if total is not None:
+                    total.wh += delta
+            total = m.township_day
+            if total is not None:
+                total.wh += delta
+            return _applied((m, t0, t1, delta, ((cal.day, delta),), None))
         days = self._split_days(delta, t0, t1)
         self._add(m, days, delta)
         return _applied((m, t0, t1, delta, days, None))
@@ -186,7 +204,7 @@ class Ledger:
         return tuple(zip(days, split(delta, t0, t1, bounds), strict=True))
 
     def _add(self, m: MeterLedger, days: tuple[tuple[dt.date, int], ...], total: int) -> None:
-        firm, control = m.firm, self.control
+        firm = m.firm
         m.counted_wh += total
         for day, wh in days:
             record = m.days.get(day)
@@ -194,16 +212,39 @@ class Ledger:
                 record = m.days[day] = DayRecord()
             record.wh += wh
             if firm is not None:
-                key = (firm, day)
-                self.firm_day[key] = self.firm_day.get(key, 0) + wh
-                if control.start <= day <= control.end:
-                    mkey = (firm, (day.year, day.month))
-                    self.firm_month[mkey] = self.firm_month.get(mkey, 0) + wh
+                self.firm_day_total(firm, day).wh += wh
+                month = self.firm_month_total(firm, day)
+                if month is not None:
+                    month.wh += wh
             if m.township:
-                self.township_day[day] = self.township_day.get(day, 0) + wh
+                self.township_day_total(day).wh += wh
+
+    def firm_day_total(self, firm: str, day: dt.date) -> Total:
+        total = self.firm_day.get((firm, day))
+        if total is None:
+            total = self.firm_day[(firm, day)] = Total()
+        return total
+
+    def firm_month_total(self, firm: str, day: dt.date) -> Total | None:
+        """The month's total of `firm` that `day` counts into; None for a day outside the control period."""
+        control = self.control
+        if not control.start <= day <= control.end:
+            return None
+        key = (firm, (day.year, day.month))
+        total = self.firm_month.get(key)
+        if total is None:
+            total = self.firm_month[key] = Total()
+        return total
+
+    def township_day_total(self, day: dt.date) -> Total:
+        total = self.township_day.get(day)
+        if total is None:
+            total = self.township_day[day] = Total()
+        return total
 
     def _note_counter(self, m: MeterLedger, t: Micros, wh: int) -> DayRecord:
-        """Note the counter read at `t` in its day's record (which it returns); the calendar then holds t's day."""
+        """Note the meter's newest counter, read at `t`, in its day's record (which it returns); the calendar and
+        the meter then hold t's day."""
         cal = self.calendar
         day = cal.day if cal.lo <= t < cal.hi else cal.day_of(t)
         record = m.days.get(day)
@@ -217,13 +258,22 @@ class Ledger:
             record.first_t, record.first_wh = t, wh
         if record.last_t is None or t > record.last_t:
             record.last_t, record.last_wh = t, wh
+        # the meter's newest counter (the only kind noted): its day becomes the one at hand
+        firm = m.firm
+        m.day, m.record = day, record
+        m.firm_day = self.firm_day_total(firm, day) if firm is not None else None
+        m.firm_month = self.firm_month_total(firm, day) if firm is not None else None
+        m.township_day = self.township_day_total(day) if m.township else None
         return record
 
     def firm_day_wh(self, firm: str, day: dt.date) -> int:
-        return self.firm_day.get((firm, day), 0)
+        total = self.firm_day.get((firm, day))
+        return total.wh if total is not None else 0
 
     def firm_month_wh(self, firm: str, month: Month) -> int:
-        return self.firm_month.get((firm, month), 0)
+        total = self.firm_month.get((firm, month))
+        return total.wh if total is not None else 0
 
     def township_day_wh(self, day: dt.date) -> int:
-        return self.township_day.get(day, 0)
+        total = self.township_day.get(day)
+        return total.wh if total is not None else 0

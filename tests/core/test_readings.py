@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from quotad import readings
 from quotad.errors import ReadingError
-from quotad.readings import parse_jsonl_line, parse_record, parse_ts
+from quotad.readings import Reading, parse_jsonl_line, parse_jsonl_lines, parse_record, parse_ts
 
 
 def reference(line: str) -> object:
@@ -56,10 +56,28 @@ def lines(draw: st.DrawFn) -> str:
 @settings(max_examples=2000)
 @given(lines())
 def test_fast_path_equals_the_general_path(line: str) -> None:
-    readings._last_ts[:] = [None, 0]
     expected = reference(line)
     assert fast(line) == expected
-    assert fast(line) == expected  # again, now through the timestamp cache
+    twice = [x if isinstance(x, Reading) else "refused" for x in parse_jsonl_lines([line, line])]
+    assert twice == [expected, expected]  # the second through the timestamp cache
+
+
+@settings(max_examples=500)
+@given(st.lists(lines(), max_size=8))
+def test_a_stream_of_lines_gives_each_line_its_own_reading(stream: list[str]) -> None:
+    """The timestamp cache carries from line to line: a line with another stamp, or a refused one, resets
+    nothing it should not."""
+    got = [x if isinstance(x, Reading) else "refused" for x in parse_jsonl_lines(stream)]
+    assert got == [reference(line) for line in stream]
+
+
+def test_blank_lines_are_neither_readings_nor_errors() -> None:
+    line = '{"meter": "rs-main", "ts": "2010-10-20T00:00:00+08:00", "energy_kwh": 804.31}\n'
+    items = list(parse_jsonl_lines(["\n", line, "  \n", "nonsense\n"]))
+    assert items[0] is None
+    assert isinstance(items[1], Reading)
+    assert items[2] is None
+    assert isinstance(items[3], ReadingError)
 
 
 def test_fast_path_is_taken_for_the_common_shape() -> None:

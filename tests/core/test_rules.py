@@ -6,6 +6,29 @@ import pytest
 
 from tests.conftest import make_policy, r, rules_of, run
 
+REST_AND_LIMIT = """
+[[firms]]
+id = "v"
+name = "作坊二"
+kind = "workshop"
+rest_days = ["sat", "sun"]
+standby_kwh = 5
+daily_limit_kwh = 100
+"""
+
+
+def test_a_lift_re_arms_the_rules_of_the_day_the_order_silenced() -> None:
+    """While an order stands, the engine knows the firm's daily limit cannot fire and stops looking; a lift must
+    make it look again at the same day, not only at the days after."""
+    policy = make_policy(meters=("v",), firms_extra=REST_AND_LIMIT)
+    saturday = [r("v-m", "2010-10-23 00:00", 0.0), r("v-m", "2010-10-23 10:00", 60.0)]  # over standby on a rest day
+    engine, alerts = run(policy, saturday)
+    assert rules_of(alerts) == [("rest_day", "violation", None, "2010-10-23")]
+    assert engine.ingest(r("v-m", "2010-10-23 10:30", 70.0)) == []  # cut off: the day's limit is not its concern
+    engine.lift("v", by="operator", reason="误判", at="2010-10-23T11:00:00+08:00")
+    alerts = engine.ingest(r("v-m", "2010-10-23 12:00", 85.0))  # 85 of 100 on the same day
+    assert rules_of(alerts) == [("firm_daily_limit", "notice", 0.8, "2010-10-23")]
+
 
 @pytest.mark.parametrize(
     ("used", "expected"),
