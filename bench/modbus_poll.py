@@ -28,12 +28,19 @@ from quotad.meters.registers import encode
 GATEWAYS, UNITS, ADDRESS = 20, 50, 0x48
 
 
-def free_port() -> int:
+def free_ports(n: int) -> list[int]:
+    """`n` distinct free loopback ports: a port released and picked again can come back the same, and two
+    gateways would then share one server (it happened: 'address already in use' in a bench/run)."""
     import socket
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    ports: list[int] = []
+    while len(ports) < n:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in ports:
+            ports.append(port)
+    return ports
 
 
 def policy(ports: list[int]) -> Policy:
@@ -69,7 +76,7 @@ async def quotad_round(poller: ModbusPoller) -> int:
 
 
 async def main(rounds: int) -> None:
-    ports = [free_port() for _ in range(GATEWAYS)]
+    ports = free_ports(GATEWAYS)
     words = encode(12345.67, "f32", "big")
     servers = [
         ModbusTcpServer(

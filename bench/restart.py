@@ -82,7 +82,7 @@ def main(rounds: int) -> None:
         config.write_text(
             f'policy = "policy.toml"\nstate_dir = "{directory}/state"\n'
             f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\nclient_id = "quotad-bench"\n'
-            '[clock]\nstart = 2010-10-20T09:10:00+08:00\nspeed = 1.0\n',
+            "[clock]\nstart = 2010-10-20T09:10:00+08:00\nspeed = 1.0\n",
             encoding="utf-8",
         )
         replay = fill(directory / "state", Policy.model_validate(tomllib.loads(text)))

@@ -19,7 +19,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from tests.conftest import free_port
+from tests.conftest import free_port, free_ports
 
 
 def _binary(name: str) -> str:
@@ -80,7 +80,7 @@ class _Service:
 class Influx1(_Service):
     def __init__(self, directory: Path, database: str = "quotad") -> None:
         self.dir, self.database = directory, database
-        self.port, self.rpc_port = free_port(), free_port()
+        self.port, self.rpc_port = free_ports(2)
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / "influxdb.conf").write_text(
             f'reporting-disabled = true\nbind-address = "127.0.0.1:{self.rpc_port}"\n'

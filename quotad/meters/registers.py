@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal, get_args
 
 from quotad.errors import DecodeError
 
-__all__ = ["RegisterType", "WordOrder", "decode", "encode", "word_count"]
+__all__ = ["RegisterType", "WordOrder", "decode", "decoder", "encode", "word_count"]
 
 RegisterType = Literal["u16", "i16", "u32", "i32", "u64", "f32", "f64"]
 WordOrder = Literal["big", "little"]
@@ -66,29 +66,42 @@ def decode(words: Sequence[int], kind: RegisterType, word_order: WordOrder, scal
     Raises DecodeError for a wrong word count, a word outside 0..0xFFFF, NaN, +-inf and sentinels. The result
     is a float, so a u64 is exact up to 2**53 (9e15: Wh counters to 9e12 kWh).
     """
+    return decoder(kind, word_order, scale)(words)
+
+
+def decoder(kind: RegisterType, word_order: WordOrder, scale: float = 1.0) -> Callable[[Sequence[int]], float]:
+    """`decode` with the type, word order and scale fixed: they are checked and prepared once, here (a poller
+    makes one per register field when it starts), so that each reading only decodes."""
     fmt, count = _layout(kind)
     _check_scale(scale)
-    if len(words) != count:
-        msg = f"{_where(words, kind, word_order)}: {len(words)} words, a {kind} needs {count}"
-        raise DecodeError(msg)
-    if not all(type(w) is int and 0 <= w <= _ONES16 for w in words):
-        msg = f"{_where(words, kind, word_order)}: a word outside 0..0xFFFF"
-        raise DecodeError(msg)
-    ordered = words if word_order == "big" else list(reversed(words))
-    raw = b"".join(w.to_bytes(2, "big") for w in ordered)
-    sentinel = _SENTINELS[kind].get(int.from_bytes(raw, "big"))
-    if sentinel is not None:
-        msg = f"{_where(words, kind, word_order)}: {sentinel}, the meter's 'no value' marker"
-        raise DecodeError(msg)
-    value: float = struct.unpack(f">{fmt}", raw)[0]
-    if math.isnan(value) or math.isinf(value):
-        msg = f"{_where(words, kind, word_order)}: {value!r} is not a reading"
-        raise DecodeError(msg)
-    scaled = _scaled(value, scale)
-    if math.isinf(scaled):
-        msg = f"{_where(words, kind, word_order)}: {value!r} times scale {scale!r} overflows"
-        raise DecodeError(msg)
-    return scaled
+    words_struct, value_struct = struct.Struct(f">{count}H"), struct.Struct(f">{fmt}")
+    sentinels, divisor, big = _SENTINELS[kind], _divisor(scale), word_order == "big"
+    isfinite = math.isfinite
+
+    def decode_words(words: Sequence[int]) -> float:
+        if len(words) != count:
+            msg = f"{_where(words, kind, word_order)}: {len(words)} words, a {kind} needs {count}"
+            raise DecodeError(msg)
+        for w in words:
+            if type(w) is not int or not 0 <= w <= _ONES16:
+                msg = f"{_where(words, kind, word_order)}: a word outside 0..0xFFFF"
+                raise DecodeError(msg)
+        raw = words_struct.pack(*(words if big else words[::-1]))
+        sentinel = sentinels.get(int.from_bytes(raw, "big"))
+        if sentinel is not None:
+            msg = f"{_where(words, kind, word_order)}: {sentinel}, the meter's 'no value' marker"
+            raise DecodeError(msg)
+        value: float = value_struct.unpack(raw)[0]
+        if not isfinite(value):
+            msg = f"{_where(words, kind, word_order)}: {value!r} is not a reading"
+            raise DecodeError(msg)
+        scaled = value / divisor if divisor is not None else value * scale
+        if not isfinite(scaled):
+            msg = f"{_where(words, kind, word_order)}: {value!r} times scale {scale!r} overflows"
+            raise DecodeError(msg)
+        return scaled
+
+    return decode_words
 
 
 def _where(words: Sequence[int], kind: RegisterType, word_order: WordOrder) -> str:
@@ -142,11 +155,6 @@ def _divisor(scale: float) -> int | None:
         return None
     inverse = round(1 / scale)
     return inverse if inverse != 0 and 1 / inverse == scale else None
-
-
-def _scaled(raw: float, scale: float) -> float:
-    divisor = _divisor(scale)
-    return raw / divisor if divisor is not None else raw * scale
 
 
 def _unscaled(value: float, scale: float) -> float:

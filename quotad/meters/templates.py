@@ -9,10 +9,11 @@ into as few reads as possible (Telegraf's request plan); `decode_block` turns a 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import tomllib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from importlib.resources.abc import Traversable
@@ -22,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from quotad.config.policy import ModbusSource
 from quotad.errors import DecodeError, MeterError
-from quotad.meters.registers import RegisterType, WordOrder, decode, word_count
+from quotad.meters.registers import RegisterType, WordOrder, decoder, word_count
 
 __all__ = [
     "Block",
@@ -170,6 +171,24 @@ class Block:
     start: int
     count: int
     fields: tuple[tuple[str, RegisterField], ...]
+    # per field, made once: (name, offset in the block, words, decoder, unit divisor, where for errors)
+    readers: tuple[tuple[str, int, int, Callable[[Sequence[int]], float], float, str], ...] = dataclasses.field(
+        init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        readers = tuple(
+            (
+                name,
+                f.address - self.start,
+                f.count,
+                decoder(f.type, f.word_order, f.scale),
+                _PER_KILO[f.unit],
+                f"{name} ({f.table} register {f.address})",
+            )
+            for name, f in self.fields
+        )
+        object.__setattr__(self, "readers", readers)
 
 
 def plan_blocks(fields: Mapping[str, RegisterField], max_count: int = MAX_REGISTERS, max_gap: int = 0) -> list[Block]:
@@ -212,18 +231,17 @@ def decode_block(block: Block, words: Sequence[int]) -> dict[str, float | Decode
     A field that does not decode gives its DecodeError; the others still decode.
     """
     result: dict[str, float | DecodeError] = {}
-    for name, field in block.fields:
-        if len(words) != block.count:
-            where = f"{name} ({field.table} register {field.address})"
+    if len(words) != block.count:
+        for name, _offset, _words, _read, _per_kilo, where in block.readers:
             result[name] = DecodeError(f"{where}: {len(words)} words for a block of {block.count}")
-            continue
-        offset = field.address - block.start
+        return result
+    for name, offset, count, read, per_kilo, where in block.readers:
         try:
-            value = decode(words[offset : offset + field.count], field.type, field.word_order, field.scale)
+            value = read(words[offset : offset + count])
         except DecodeError as exc:
-            result[name] = DecodeError(f"{name} ({field.table} register {field.address}): {exc}")
+            result[name] = DecodeError(f"{where}: {exc}")
             continue
-        result[name] = value / _PER_KILO[field.unit]
+        result[name] = value / per_kilo
     return result
 
 

@@ -25,7 +25,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from quotad.schedule.calendar import MICROS_PER_S
 from tests.brokers import Mosquitto
-from tests.conftest import at, free_port
+from tests.conftest import at, free_port, free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 START = "2010-10-20T01:30:00+08:00"
@@ -35,8 +35,9 @@ SPEED = 900.0
 def township_files(directory: Path, mqtt_port: int, influx: str, speed: float = SPEED, start: str = START) -> Path:
     """Write township.toml and quotad.toml into `directory`; returns the daemon file."""
     text = (ROOT / "config" / "township.toml").read_text(encoding="utf-8")
-    for old in sorted(set(re.findall(r"port = (150\d\d)", text))):
-        text = text.replace(f"port = {old}", f"port = {free_port()}")
+    gateways = sorted(set(re.findall(r"port = (150\d\d)", text)))
+    for old, new in zip(gateways, free_ports(len(gateways)), strict=True):
+        text = text.replace(f"port = {old}", f"port = {new}")
     text = re.sub(r'(\[\[meters\]\]\nid = "(?!w-005-main)[^"]+")', r"\1\noffline_after_s = 10800", text)
     # At hundreds of times real speed, 0.1 s of scheduling jitter is a minute and a half of simulated time
     # between the counter's serving and its stamping: no max_kw here, or the jitter would look like jumps.

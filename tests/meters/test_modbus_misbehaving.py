@@ -28,7 +28,7 @@ from quotad.config.policy import Policy
 from quotad.meters.modbus import Gateway, ModbusPoller
 from quotad.readings import Reading
 from quotad.schedule.calendar import MICROS_PER_S
-from tests.conftest import at, free_port
+from tests.conftest import at, free_ports
 
 START = at("2010-10-20 08:00")
 MINUTE = 60 * MICROS_PER_S
@@ -273,7 +273,7 @@ def assert_strictly_increasing(readings: list[Reading], meter_id: str) -> None:
 def test_a_misbehaving_gateway_gives_no_reading_one_warning_and_never_delays_another(
     mode: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    bad_port, good_port = free_port(), free_port()
+    bad_port, good_port = free_ports(2)
     p = policy([("bad", bad_port, "dtsu666"), ("good", good_port, "sdm630")])
     caplog.set_level(logging.INFO, logger=LOGGER)
     readings: list[Reading] = []
@@ -308,7 +308,7 @@ def test_a_misbehaving_gateway_gives_no_reading_one_warning_and_never_delays_ano
 def test_readings_resume_once_the_gateway_answers_again(
     mode: str, template: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    bad_port, good_port = free_port(), free_port()
+    bad_port, good_port = free_ports(2)
     p = policy([("m", bad_port, template), ("good", good_port, "sdm630")])
     caplog.set_level(logging.INFO, logger=LOGGER)
     readings: list[Reading] = []
@@ -340,7 +340,7 @@ def test_a_flapping_gateway_resumes_after_each_return_and_logs_each_outage_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Three outages: the gateway stops listening (refused), drops every request, stops listening again."""
-    flappy_port, good_port = free_port(), free_port()
+    flappy_port, good_port = free_ports(2)
     p = policy([("flappy", flappy_port, "sdm630"), ("good", good_port, "sdm630")])
     caplog.set_level(logging.INFO, logger=LOGGER)
     readings: list[Reading] = []

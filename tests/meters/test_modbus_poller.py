@@ -22,7 +22,7 @@ from quotad.meters.modbus import ModbusPoller, ReadOnlyLink
 from quotad.meters.simulator import Simulator
 from quotad.readings import Reading
 from quotad.schedule.calendar import MICROS_PER_S
-from tests.conftest import at, free_port
+from tests.conftest import at, free_port, free_ports
 
 START = at("2010-10-20 08:00")
 MINUTE = 60 * MICROS_PER_S
@@ -79,7 +79,8 @@ def arun(
 
 
 def test_every_template_over_tcp_and_rtu_framing() -> None:
-    gateways = {"a": (free_port(), "tcp"), "b": (free_port(), "rtu")}
+    a, b = free_ports(2)
+    gateways = {"a": (a, "tcp"), "b": (b, "rtu")}
     meters = [
         (f"{template}-{gw}", f"f-{template}-{gw}", gw, unit, template)
         for gw in ("a", "b")
@@ -116,7 +117,8 @@ def test_polls_land_on_the_grid_of_poll_s() -> None:
 
 def test_a_dead_unit_never_delays_another_gateway() -> None:
     """Gateway a has a unit that never answers; gateway b's meter keeps its cadence, tick after tick."""
-    gateways = {"a": (free_port(), "tcp"), "b": (free_port(), "tcp")}
+    a, b = free_ports(2)
+    gateways = {"a": (a, "tcp"), "b": (b, "tcp")}
     served = policy(gateways, [("ok-a", "f1", "a", 1, "dtsu666"), ("ok-b", "f2", "b", 1, "dtsu666")], timeout_s=1.5)
     polled = policy(
         gateways,
