@@ -66,7 +66,7 @@ class Engine:
         applied = self.ledger.apply(reading)
         if applied is None:
             return []
-        t, m = applied.t1, applied.meter
+        m, t0, t, wh, days, anomaly = applied
         now = self.now
         if now is None:
             self._first_reading(t)
@@ -78,10 +78,11 @@ class Engine:
             m.offline_alerted = False
             heapq.heappush(self._deadlines, (t + m.offline_us, m.id, t))
         self._shed = None
-        if applied.wh:
-            alerts = self._energy(applied, now)
+        if wh:
+            assert t0 is not None
+            alerts = self._energy(m, t0, t, wh, days, now)
         else:
-            alerts = self._anomaly(applied) if applied.anomaly is not None else []
+            alerts = self._anomaly(applied) if anomaly is not None else []
         projected = self._projection(now, m.day or self.calendar.day_of(now))
         if projected:
             alerts += projected
@@ -92,7 +93,7 @@ class Engine:
     def _late(self, applied: Applied, now: Micros) -> list[Alert]:
         """`ingest` of a reading older than the township's now (another meter's clock is ahead): no projection
         (it is about now), and a meter whose newest reading is already too old is offline at once."""
-        t, m = applied.t1, applied.meter
+        m, t0, t, wh, days, anomaly = applied
         stale = False
         if m.offline_alerted:
             if now - t <= m.offline_us:
@@ -101,24 +102,26 @@ class Engine:
         elif now - t > m.offline_us:
             stale = True  # its newest reading is already too old (a clock far behind): offline now, not later
         self._shed = None
-        if applied.wh:
-            alerts = self._energy(applied, now)
+        if wh:
+            assert t0 is not None
+            alerts = self._energy(m, t0, t, wh, days, now)
         else:
-            alerts = self._anomaly(applied) if applied.anomaly is not None else []
+            alerts = self._anomaly(applied) if anomaly is not None else []
         if self._deadlines[0][0] < now:
             alerts += self._offline(now)
         if stale and not m.offline_alerted:
             alerts += self._went_offline(m, now, t)
         return alerts
 
-    def _energy(self, applied: Applied, now: Micros) -> list[Alert]:
-        m, t, t0 = applied.meter, applied.t1, applied.t0
-        assert t0 is not None
-        self.trailing.add((t0, t, applied.wh, m.firm, m.township), now)
+    def _energy(
+        self, m: MeterLedger, t0: Micros, t: Micros, wh: int, days: tuple[tuple[dt.date, int], ...], now: Micros
+    ) -> list[Alert]:
+        """The rules of the days that `wh`, counted over (t0, t], landed on, then the 15-minute load."""
+        self.trailing.add((t0, t, wh, m.firm, m.township), now)
         alerts: list[Alert] = []
         ledger, rules, firm_id = self.ledger, self.rules, m.firm
-        for day, wh in applied.days:
-            if not wh:
+        for day, part in days:
+            if not part:
                 continue
             if day is m.day:  # the common case: the meter's day at hand, whose totals it holds
                 firm_day, month, township = m.firm_day, m.firm_month, m.township_day
@@ -143,7 +146,7 @@ class Engine:
                 township.mark = rules.township_quiet("township_cap", day)
         if m.township and self._load_cap:
             load = self.load
-            quarters = load.add(t0, t, applied.wh)
+            quarters = load.add(t0, t, wh)
             if len(quarters) == 1:  # the common case, checked here: one interval, of the day at hand
                 start, cal = quarters[0], self.calendar
                 if cal.lo <= start < cal.hi:

@@ -119,7 +119,10 @@ class LoadIntervals:
     def add(self, t0: Micros, t1: Micros, wh: int) -> list[Micros]:
         """Apportion (t0, t1] and return the starts of the intervals that received energy."""
         first = t0 - t0 % QUARTER_US
-        if t1 <= first + QUARTER_US:  # the common case: one interval
+        if t1 <= first + QUARTER_US and first <= self._newest:  # the common case: one interval, not a new one
+            self.wh[first] = self.wh.get(first, 0) + wh
+            return [first]
+        if t1 <= first + QUARTER_US:
             self.wh[first] = self.wh.get(first, 0) + wh
             touched = [first]
         else:
