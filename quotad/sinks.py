@@ -11,6 +11,7 @@ them delivered on a 2xx answer. While a sink's peer is down its outbox grows; en
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 import time
@@ -72,6 +73,9 @@ class MqttSink:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._was_down = False
         self._stopping = False
+        # the deliver loop waits for its batch's last PUBACK (they come in order): paho's thread wakes it then
+        self._awaited_mid: int | None = None
+        self._answered = asyncio.Event()
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -103,8 +107,11 @@ class MqttSink:
         self._was_down = True
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self.connected.clear)
+            self._loop.call_soon_threadsafe(self._answered.set)  # no answer will come: stop waiting for it
 
     def _on_publish(self, client: mqtt.Client, userdata: object, mid: int, reason: ReasonCode, props: object) -> None:
+        if mid == self._awaited_mid and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._answered.set)
         if not reason.is_failure:
             self.refused.pop(mid, None)  # a status's refusal left under a mid now reused: not this message's
         else:
@@ -140,7 +147,10 @@ class MqttSink:
                     )
                 )
                 topics.append(message.topic)
-            answered = await _acknowledged(infos, lambda: self.connected.is_set())
+            self._answered.clear()
+            self._awaited_mid = infos[-1][1].mid
+            answered = await _acknowledged(infos, lambda: self.connected.is_set(), self._answered)
+            self._awaited_mid = None
             delivered, refused = [], []
             for (seq, info), topic in list(zip(infos, topics, strict=True))[:answered]:
                 reason = self.refused.pop(info.mid, None)
@@ -174,17 +184,23 @@ class MqttSink:
         self.client.loop_stop()
 
 
-async def _acknowledged(infos: list[tuple[int, mqtt.MQTTMessageInfo]], up: Callable[[], bool]) -> int:
-    """How many of `infos`, from the first, the broker answered (PUBACK, success or not), waiting while it is up."""
+async def _acknowledged(
+    infos: list[tuple[int, mqtt.MQTTMessageInfo]], up: Callable[[], bool], answered: asyncio.Event
+) -> int:
+    """How many of `infos`, from the first, the broker answered (PUBACK, success or not), waiting while it is up.
+    `answered` is set when the last one's PUBACK comes; the 10 ms look is the fallback (paho calls `on_publish`
+    just before it marks the message published)."""
     deadline = time.monotonic() + 30.0
     while time.monotonic() < deadline and up() and not all(info.is_published() for _, info in infos):
-        await asyncio.sleep(0.01)
-    answered = 0
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(answered.wait(), 0.01)
+        answered.clear()
+    done = 0
     for _seq, info in infos:
         if not info.is_published():
             break
-        answered += 1
-    return answered
+        done += 1
+    return done
 
 
 class InfluxSink:
