@@ -24,23 +24,9 @@ from quotad.clock import Clock
 from quotad.config.policy import Policy
 from quotad.meters.modbus import ModbusPoller
 from quotad.meters.registers import encode
+from tests.brokers import free_ports
 
 GATEWAYS, UNITS, ADDRESS = 20, 50, 0x48
-
-
-def free_ports(n: int) -> list[int]:
-    """`n` distinct free loopback ports: a port released and picked again can come back the same, and two
-    gateways would then share one server (it happened: 'address already in use' in a bench/run)."""
-    import socket
-
-    ports: list[int] = []
-    while len(ports) < n:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
-        if port not in ports:
-            ports.append(port)
-    return ports
 
 
 def policy(ports: list[int]) -> Policy:

@@ -22,7 +22,7 @@ from types import TracebackType
 
 import pytest
 
-__all__ = ["Mosquitto", "find_binary", "free_port", "wait_for_port"]
+__all__ = ["Mosquitto", "find_binary", "free_port", "free_ports", "wait_for_port"]
 
 _SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/sbin")
 
@@ -32,6 +32,17 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def free_ports(n: int) -> list[int]:
+    """`n` distinct TCP ports free on 127.0.0.1 right now: a port released and picked again can come back the
+    same, and two servers would then fight over it (it happened: two of a bench's gateways shared one)."""
+    ports: list[int] = []
+    while len(ports) < n:
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    return ports
 
 
 def wait_for_port(port: int, timeout: float, host: str = "127.0.0.1") -> bool:

@@ -141,23 +141,3 @@ def rules_of(alerts: Iterable[Alert]) -> list[tuple[str, str, float | None, str]
 @pytest.fixture
 def policy() -> Policy:
     return make_policy()
-
-
-def free_port() -> int:
-    """A TCP port free on loopback right now (the OS picks it)."""
-    return free_ports(1)[0]
-
-
-def free_ports(n: int) -> list[int]:
-    """`n` distinct TCP ports free on loopback right now: a port released and picked again can come back the
-    same, and two servers of one test would then fight over it."""
-    import socket
-
-    ports: list[int] = []
-    while len(ports) < n:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
-        if port not in ports:
-            ports.append(port)
-    return ports

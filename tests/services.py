@@ -19,7 +19,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from tests.conftest import free_port, free_ports
+from tests.brokers import free_port, free_ports
 
 
 def _binary(name: str) -> str:

@@ -24,8 +24,8 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from quotad.schedule.calendar import MICROS_PER_S
-from tests.brokers import Mosquitto
-from tests.conftest import at, free_port, free_ports
+from tests.brokers import Mosquitto, free_port, free_ports
+from tests.conftest import at
 
 ROOT = Path(__file__).resolve().parents[2]
 START = "2010-10-20T01:30:00+08:00"

@@ -28,7 +28,8 @@ from quotad.config.policy import Policy
 from quotad.meters.modbus import Gateway, ModbusPoller
 from quotad.readings import Reading
 from quotad.schedule.calendar import MICROS_PER_S
-from tests.conftest import at, free_ports
+from tests.brokers import free_ports
+from tests.conftest import at
 
 START = at("2010-10-20 08:00")
 MINUTE = 60 * MICROS_PER_S

@@ -22,7 +22,8 @@ from quotad.meters.modbus import ModbusPoller, ReadOnlyLink
 from quotad.meters.simulator import Simulator
 from quotad.readings import Reading
 from quotad.schedule.calendar import MICROS_PER_S
-from tests.conftest import at, free_port, free_ports
+from tests.brokers import free_port, free_ports
+from tests.conftest import at
 
 START = at("2010-10-20 08:00")
 MINUTE = 60 * MICROS_PER_S
