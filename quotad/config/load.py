@@ -124,10 +124,14 @@ def _load_daemon(path: Path, raw: dict[str, Any], index: PositionIndex, env: dic
     if not settings.policy.is_file() or not os.access(settings.policy, os.R_OK):
         problems.append(doc.problem(("policy",), f"cannot read the policy file {settings.policy}"))
         raise ConfigError(_dedupe(problems))
-    problems += _policy_problems(settings.policy, env)
-    if problems:
+    policy: Policy | None = None
+    try:
+        policy = load_policy(settings.policy, env)  # once: a 10,000-meter policy takes a quarter of a second
+    except ConfigError as exc:
+        problems += exc.problems
+    if problems or policy is None:
         raise ConfigError(_dedupe(problems))
-    return Loaded(load_policy(settings.policy, env), settings.policy, settings, path, _secret_warnings(doc, settings))
+    return Loaded(policy, settings.policy, settings, path, _secret_warnings(doc, settings))
 
 
 def _policy_problems(path: Path, env: dict[str, str]) -> list[Problem]:
