@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import pickle
 import random
 import signal
 import sqlite3
@@ -390,3 +391,24 @@ def test_the_influx_sink_reads_whole_rows_within_a_budget_of_lines(tmp_path: Pat
     # rows of 1, 2, 3, 4 and 5 lines: [1+2], [3], [4], [5 (alone, over budget)]
     assert [len(r) for r in reads] == [3, 3, 4, 5]
     assert [line for r in reads for line in r] == [f"p{n}.{i}" for n in range(5) for i in range(n + 1)]
+
+
+@pytest.mark.parametrize("damage", [b"\x80\x05garbage", b"", None])
+def test_a_damaged_snapshot_costs_a_replay_not_the_state(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, damage: bytes | None
+) -> None:
+    monkeypatch.setattr(journal_module, "SNAPSHOT_EVERY", 50)
+    journal = Journal(Store(tmp_path), POLICY, prefix="quotad", influx=False)
+    for reading in FEED:
+        journal.record_reading(reading)
+    store = Store(tmp_path)
+    assert store.latest_snapshot() is not None
+    if damage is None:  # a snapshot that is a pickle, but not of the state
+        damage = pickle.dumps({"not": "an engine"})
+    store.db.execute("UPDATE snapshots SET blob = ?", (damage,))
+    restarted = Journal(store, POLICY, prefix="quotad", influx=False)
+    restarted.restore()
+    assert "state snapshot unreadable" in caplog.text
+    assert wh(restarted.engine.ledger.firm_day) == wh(journal.engine.ledger.firm_day)
+    assert restarted.engine.raised == journal.engine.raised
+    assert restarted.engine.orders == journal.engine.orders
