@@ -71,47 +71,38 @@ class Engine:
         if now is None:
             self._first_reading(t)
             now = t
-        elif t < now:
-            return self._late(applied, now)
-        self.now = now = t
-        if m.offline_alerted:  # its silence is over: watch it again
-            m.offline_alerted = False
-            heapq.heappush(self._deadlines, (t + m.offline_us, m.id, t))
-        self._shed = None
-        if wh:
-            assert t0 is not None
-            alerts = self._energy(m, t0, t, wh, days, now)
-        else:
-            alerts = self._anomaly(applied) if anomaly is not None else []
-        projected = self._projection(now, m.day or self.calendar.day_of(now))
-        if projected:
-            alerts += projected
-        if self._deadlines[0][0] < now:
-            alerts += self._offline(now)
-        return alerts
-
-    def _late(self, applied: Applied, now: Micros) -> list[Alert]:
-        """`ingest` of a reading older than the township's now (another meter's clock is ahead): no projection
-        (it is about now), and a meter whose newest reading is already too old is offline at once."""
-        m, t0, t, wh, days, anomaly = applied
-        stale = False
-        if m.offline_alerted:
-            if now - t <= m.offline_us:
-                m.offline_alerted = False  # its silence is over: watch it again
+        late = t < now  # another meter's clock is ahead: no projection (it is about now)
+        stale = late and self._late_silence(m, t, now)
+        if not late:
+            self.now = now = t
+            if m.offline_alerted:  # its silence is over: watch it again
+                m.offline_alerted = False
                 heapq.heappush(self._deadlines, (t + m.offline_us, m.id, t))
-        elif now - t > m.offline_us:
-            stale = True  # its newest reading is already too old (a clock far behind): offline now, not later
         self._shed = None
         if wh:
             assert t0 is not None
             alerts = self._energy(m, t0, t, wh, days, now)
         else:
             alerts = self._anomaly(applied) if anomaly is not None else []
+        if not late:
+            projected = self._projection(now, m.day or self.calendar.day_of(now))
+            if projected:
+                alerts += projected
         if self._deadlines[0][0] < now:
             alerts += self._offline(now)
         if stale and not m.offline_alerted:
             alerts += self._went_offline(m, now, t)
         return alerts
+
+    def _late_silence(self, m: MeterLedger, t: Micros, now: Micros) -> bool:
+        """For a reading older than now: True when it is already too old to end its meter's silence (a clock far
+        behind: the meter is offline now, not later)."""
+        if m.offline_alerted:
+            if now - t <= m.offline_us:
+                m.offline_alerted = False  # its silence is over: watch it again
+                heapq.heappush(self._deadlines, (t + m.offline_us, m.id, t))
+            return False
+        return now - t > m.offline_us
 
     def _energy(
         self, m: MeterLedger, t0: Micros, t: Micros, wh: int, days: tuple[tuple[dt.date, int], ...], now: Micros
