@@ -13,7 +13,7 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, TypeVar
 
 from quotad.config.policy import Policy
 from quotad.errors import ReadingError
@@ -24,6 +24,7 @@ from quotad.schedule.control import ControlPeriod
 __all__ = ["Anomaly", "Applied", "DayRecord", "Ledger", "MeterLedger", "Total", "split"]
 
 Month = tuple[int, int]
+K = TypeVar("K")
 _KEEP_METER_DAYS = 8  # per-meter day records (evidence) are kept this many days behind the newest
 
 
@@ -220,27 +221,17 @@ class Ledger:
                 self.township_day_total(day).wh += wh
 
     def firm_day_total(self, firm: str, day: dt.date) -> Total:
-        total = self.firm_day.get((firm, day))
-        if total is None:
-            total = self.firm_day[(firm, day)] = Total()
-        return total
+        return _total(self.firm_day, (firm, day))
 
     def firm_month_total(self, firm: str, day: dt.date) -> Total | None:
         """The month's total of `firm` that `day` counts into; None for a day outside the control period."""
         control = self.control
         if not control.start <= day <= control.end:
             return None
-        key = (firm, (day.year, day.month))
-        total = self.firm_month.get(key)
-        if total is None:
-            total = self.firm_month[key] = Total()
-        return total
+        return _total(self.firm_month, (firm, (day.year, day.month)))
 
     def township_day_total(self, day: dt.date) -> Total:
-        total = self.township_day.get(day)
-        if total is None:
-            total = self.township_day[day] = Total()
-        return total
+        return _total(self.township_day, day)
 
     def _note_counter(self, m: MeterLedger, t: Micros, wh: int) -> DayRecord:
         """Note the meter's newest counter, read at `t`, in its day's record (which it returns); the calendar and
@@ -267,13 +258,22 @@ class Ledger:
         return record
 
     def firm_day_wh(self, firm: str, day: dt.date) -> int:
-        total = self.firm_day.get((firm, day))
-        return total.wh if total is not None else 0
+        return _wh(self.firm_day.get((firm, day)))
 
     def firm_month_wh(self, firm: str, month: Month) -> int:
-        total = self.firm_month.get((firm, month))
-        return total.wh if total is not None else 0
+        return _wh(self.firm_month.get((firm, month)))
 
     def township_day_wh(self, day: dt.date) -> int:
-        total = self.township_day.get(day)
-        return total.wh if total is not None else 0
+        return _wh(self.township_day.get(day))
+
+
+def _total(totals: dict[K, Total], key: K) -> Total:
+    """The total under `key`, made (at 0) if there is none yet."""
+    total = totals.get(key)
+    if total is None:
+        total = totals[key] = Total()
+    return total
+
+
+def _wh(total: Total | None) -> int:
+    return total.wh if total is not None else 0

@@ -124,11 +124,10 @@ class LoadIntervals:
     def add(self, t0: Micros, t1: Micros, wh: int) -> list[Micros]:
         """Apportion (t0, t1] and return the starts of the intervals that received energy."""
         first = t0 - t0 % QUARTER_US
-        if t1 <= first + QUARTER_US and first <= self._newest:  # the common case: one interval, not a new one
+        if t1 <= first + QUARTER_US:  # the common case: one interval
             self.wh[first] = self.wh.get(first, 0) + wh
-            return [first]
-        if t1 <= first + QUARTER_US:
-            self.wh[first] = self.wh.get(first, 0) + wh
+            if first <= self._newest:
+                return [first]  # not a new one: nothing to prune
             touched = [first]
         else:
             bounds = list(range(first + QUARTER_US, t1, QUARTER_US))
