@@ -6,22 +6,38 @@ a trailing `.0`. Payload key order is fixed, so the same alert always serialises
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "RULE_NAMES",
     "SEVERITY_NAMES",
     "Alert",
     "Lift",
     "Order",
     "ShedEntry",
     "alert_id",
+    "cut_off_on",
     "kwh",
     "limit_text",
 ]
 
 SEVERITY_NAMES = {"notice": "提示", "warning": "警告", "violation": "违规", "breach": "违令"}
+RULE_NAMES = {
+    "township_cap": "全镇日用电上限",
+    "township_cap_projection": "全镇日用电推算",
+    "township_load": "全镇负荷上限",
+    "rota_off_day": "错时供电停电日用电",
+    "firm_daily_limit": "超日限额",
+    "monthly_quota": "超月度配额",
+    "rest_day": "休息日用电",
+    "cutoff_breach": "停电令期间用电",
+    "meter_offline": "电表无读数",
+    "meter_anomaly": "电表读数异常",
+}
 
 
 def kwh(wh: float) -> float:
@@ -127,6 +143,10 @@ class Order:
     evidence: dict[str, Any] = field(default_factory=dict)
     lifted: Lift | None = None
 
+    def stands(self, day: dt.date) -> bool:
+        """In force on `day`: not lifted, and `day` not past `until` (an order that has ended silences nothing)."""
+        return self.lifted is None and day.isoformat() <= self.until
+
     def payload(self) -> dict[str, Any]:
         return {
             "firm": self.firm,
@@ -138,3 +158,9 @@ class Order:
             "until": self.until,
             "evidence": self.evidence,
         }
+
+
+def cut_off_on(orders: Iterable[Order], day: dt.date) -> set[str]:
+    """The firms cut off on `day`: under an order from its first day to its `until`, not lifted."""
+    iso = day.isoformat()
+    return {order.firm for order in orders if order.stands(day) and order.from_day <= iso}

@@ -13,12 +13,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from quotad import __version__
+from quotad.alerts import Order, cut_off_on
 from quotad.config.load import Loaded, load
 from quotad.errors import ConfigError, QuotadError, UsageError
 from quotad.meters.feed import counters, to_jsonl
 from quotad.replay import replay
 from quotad.schedule.calendar import Calendar
 from quotad.schedule.rota import DaySchedule, Plan
+from quotad.status import off_text
 from quotad.tables import render
 
 __all__ = ["main"]
@@ -183,12 +185,44 @@ def _schedule(loaded: Loaded, start: dt.date | None, days: int, as_json: bool) -
     if start is None:
         today = dt.datetime.now(policy.township.tz).date()
         start = today if today in plan.control else policy.control.start
-    table = [plan.day(start + dt.timedelta(days=k)) for k in range(days)]
+    orders = _recorded_orders(loaded)
+    table = []
+    for k in range(days):
+        day = start + dt.timedelta(days=k)
+        table.append(plan.day(day, cut_off_on(orders, day)))
     if as_json:
         print(json.dumps([_day_json(d) for d in table], ensure_ascii=False, indent=2))
     else:
         print(_day_table(loaded, table))
     return 0
+
+
+def _recorded_orders(loaded: Loaded) -> list[Order]:
+    """The orders the daemon's journal records (under the state_dir of the daemon file); says on stderr when
+    there is none to read, so that an empty cut-off column is not taken for "nobody is cut off"."""
+    if loaded.daemon is None:
+        _note("a policy file alone names no state directory: firms cut off are not shown (give -c quotad.toml)")
+        return []
+    from quotad.journal import recorded_orders
+    from quotad.store import Store
+
+    state_dir = loaded.daemon.state_dir
+    try:
+        store = Store.read_only(state_dir)
+    except OSError as exc:
+        _note(f"{exc}: firms cut off are not shown")
+        return []
+    if store is None:
+        _note(f"no daemon state in {state_dir} yet: no firm is shown as cut off")
+        return []
+    try:
+        return list(recorded_orders(store).values())
+    finally:
+        store.close()
+
+
+def _note(text: str) -> None:
+    print(f"quotad schedule: {text}", file=sys.stderr)
 
 
 def _day_json(d: DaySchedule) -> dict[str, object]:
@@ -200,6 +234,7 @@ def _day_json(d: DaySchedule) -> dict[str, object]:
         "cap_kwh": d.cap_kwh,
         "running_groups": list(d.running_groups),
         "off_groups": list(d.off_groups),
+        "exempt_running": list(d.exempt_running),
         "resting_workshops": list(d.resting_workshops),
         "cut_off_firms": list(d.cut_off_firms),
         "residents_experience": d.residents_hours,
@@ -221,14 +256,14 @@ def _day_table(loaded: Loaded, table: list[DaySchedule]) -> str:
             d.phase or ("管控期" if d.in_control else "管控期外"),
             f"{d.cap_kwh:g}" if d.cap_kwh is not None else "—",
             names(d.running_groups, groups),
-            names(d.off_groups, groups),
+            off_text(policy, d) if d.off_groups else "—",
             names(d.resting_workshops, firms),
             names(d.cut_off_firms, firms),
             d.residents_hours or "—",
         ]
         for d in table
     ]
-    header = ["日期", "星期", "阶段", "日上限 kWh", "运行", "停产", "休息的作坊", "停电企业", "居民体验日"]
+    header = ["日期", "星期", "阶段", "日上限 kWh", "运行", "停电", "休息的作坊", "一停到底", "能源紧缺体验日"]
     title = f"{policy.township.name}（{policy.township.id}）错时供电安排"
     return f"{title}\n{render(header, rows)}"
 

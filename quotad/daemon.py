@@ -281,6 +281,9 @@ class Daemon:
                 log.info("a new day: %s", day)
             self._day = day
             self._status_sent.clear()  # publish everything afresh
+            for order in self.journal.record_order_ends(day):
+                log.info("the cutoff order of %s ended on %s", order.firm, order.until)
+                self.wakes["influx"].set()
         self._notices(now, day)
         self._statuses(now)
         self._requests()

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -69,6 +70,7 @@ class Demo:
         self.dir, self.speed, self.days, self.out = directory, speed, days, out
         self.mqtt_port, self.influx_port = _free_port(), _free_port()
         self.processes: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.whole = False
 
     def _start(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
         log = (self.dir / f"{name}.log").open("ab")
@@ -112,6 +114,7 @@ class Demo:
         # counter's serving and its stamping: the demo leaves max_kw out so that jitter is not shown as jumps.
         text = re.sub(r"\nmax_kw = \d+[^\n]*", "", text)
         (self.dir / "township.toml").write_text(text, encoding="utf-8")
+        self.whole = bool(tomllib.loads(text)["township"].get("feeder_meters"))  # what the township's total covers
         config = self.dir / "quotad.toml"
         config.write_text(
             f'policy = "township.toml"\nstate_dir = "{self.dir}/state"\n'
@@ -158,16 +161,25 @@ class Demo:
                     if day != last_day:
                         self.out.write(f"\n{day}\n")
                         last_day = day
-                    self.out.write(
-                        f"  [{str(data.get('updated'))[:16].replace('T', ' ')}] 全镇 {data.get('consumed_kwh')} kWh / "
-                        f"{data.get('cap_kwh')} kWh，预计 {data.get('projected_kwh')} kWh\n"
-                    )
+                    self.out.write(f"  {self._township_line(data)}\n")
                 self.out.flush()
         except (KeyboardInterrupt, queue.Empty):
             pass
         finally:
             client.loop_stop()
             client.disconnect()
+
+    def _township_line(self, data: dict[str, object]) -> str:
+        """'[10-20 08:15] 全镇企业用电 11234.4 kWh / 日上限 54611 kWh，按近一小时推算全天约 55102.2 kWh'."""
+        when = str(data.get("updated"))[5:16].replace("T", " ")
+        scope = "全镇用电" if self.whole else "全镇企业用电"
+        used, cap, projected = data.get("consumed_kwh"), data.get("cap_kwh"), data.get("projected_kwh")
+        text = f"[{when}] {scope} {used:.1f} kWh" if isinstance(used, float | int) else f"[{when}] {scope} —"
+        if isinstance(cap, float | int):
+            text += f" / 日上限 {cap:g} kWh"
+        if isinstance(projected, float | int):
+            text += f"，按近一小时推算全天约 {projected:.1f} kWh"
+        return text
 
     @staticmethod
     def _subscribe(client: mqtt.Client, userdata: object, flags: object, reason: object, props: object) -> None:

@@ -15,7 +15,7 @@ import heapq
 from dataclasses import replace
 
 from quotad import messages
-from quotad.alerts import Alert, Lift, Order, ShedEntry, kwh
+from quotad.alerts import Alert, Lift, Order, ShedEntry, alert_id, cut_off_on, kwh
 from quotad.config.policy import Policy
 from quotad.ledger import Applied, Ledger, MeterLedger
 from quotad.readings import Reading
@@ -57,7 +57,7 @@ class Engine:
             policy, self.plan, self.ledger, self.calendar, self.trailing, self.load, self.raised, self.orders
         )
         self.firms = self.rules.firms
-        self.rules.shed_now = self._shed_now
+        self.rules.shed_for = self._shed_for
 
     # -- the one entry point -------------------------------------------------------------------
 
@@ -181,16 +181,23 @@ class Engine:
         return firm.name if firm else f"{self.policy.township.name}总表"
 
     def _anomaly(self, applied: Applied) -> list[Alert]:
+        """A meter may raise several anomalies a day: the first has the plain id, the n-th (n >= 2) ends in /n."""
         m, anomaly = applied.meter, applied.anomaly
         assert anomaly is not None
         firm = self.firms.get(m.firm) if m.firm is not None else None
+        period = self.calendar.day_of(applied.t1).isoformat()
+        base = alert_id(self.policy.township.id, m.firm or "township", "meter_anomaly", period, None, m.id)
+        n, suffix = 1, ""
+        while base + suffix in self.raised:
+            n += 1
+            suffix = f"/{n}"
         alert = self.rules.emit(
-            applied.t1, "meter_anomaly", "warning", self.calendar.day_of(applied.t1).isoformat(),
+            applied.t1, "meter_anomaly", "warning", period, suffix=suffix,
             firm=firm, meter=m.id, consumed_kwh=None, limit_kwh=None, projected_kwh=None, action="none",
             cutoff_until=None,
             message=messages.anomaly_message(
-                m.id, self._owner(m), anomaly.kind, anomaly.previous_wh / 1000, anomaly.new_wh / 1000,
-                anomaly.kw, m.max_kw,
+                m.id, self._owner(m), anomaly.kind, anomaly.previous_counter, anomaly.new_counter,
+                anomaly.multiplier, anomaly.kw, m.max_kw,
             ),
         )  # fmt: skip
         return [alert] if alert else []
@@ -217,7 +224,11 @@ class Engine:
     def _went_offline(self, m: MeterLedger, now: Micros, last: Micros) -> list[Alert]:
         m.offline_alerted = True
         firm = self.firms.get(m.firm) if m.firm is not None else None
-        last_text = self.calendar.isoformat(last) if last != _NEVER else None
+        last_text = None
+        if last != _NEVER:
+            when = self.calendar.local(last)
+            same_day = when.date() == self.calendar.local(now).date()
+            last_text = f"{when:%H:%M}" if same_day else f"{when:%Y-%m-%d %H:%M}"
         alert = self.rules.emit(
             now, "meter_offline", "warning", self.calendar.day_of(now).isoformat(),
             firm=firm, meter=m.id, consumed_kwh=None, limit_kwh=None, projected_kwh=None, action="none",
@@ -236,18 +247,25 @@ class Engine:
                 if firm == firm_id:
                     total.mark = 0.0
 
-    def _shed_now(self) -> tuple[ShedEntry, ...]:
+    def _shed_for(self, day: dt.date) -> tuple[ShedEntry, ...]:
+        """`shed` of a township alert about `day`: () when `day` is over (whom to call now is not a question
+        about a finished day); computed once per reading."""
+        now = self.now
+        assert now is not None
+        if day < self.calendar.day_of(now):
+            return ()
         if self._shed is None:
-            assert self.now is not None
-            self._shed = self.shed(self.now)
+            self._shed = self.shed(now)
         return self._shed
 
-    def cut_off(self) -> set[str]:
-        return {firm for firm, order in self.orders.items() if order.lifted is None}
+    def cut_off(self, day: dt.date) -> set[str]:
+        """The firms cut off on `day`: under an order from its first day to its `until`, not lifted."""
+        return cut_off_on(self.orders.values(), day)
 
     def shed(self, now: Micros) -> tuple[ShedEntry, ...]:
         """Up to five firms allowed to run today, not rota-exempt, largest trailing-hour use first."""
-        today, cut = self.calendar.day_of(now), self.cut_off()
+        today = self.calendar.day_of(now)
+        cut = self.cut_off(today)
         ranked = []
         for firm_id, wh in self.trailing.firms_wh(now).items():
             firm = self.firms[firm_id]

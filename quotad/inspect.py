@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import queue
 import secrets
@@ -15,12 +16,14 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from quotad.alerts import SEVERITY_NAMES
+from quotad.alerts import RULE_NAMES, SEVERITY_NAMES
 from quotad.config.daemon import MqttSettings
 from quotad.config.load import Loaded
 from quotad.errors import QuotadError
 from quotad.outputs import topic
+from quotad.schedule.rota import Plan
 from quotad.sinks import mqtt_client
+from quotad.status import off_text
 from quotad.tables import render
 
 __all__ = ["follow_alerts", "format_alert", "show_status"]
@@ -42,8 +45,7 @@ def _settings(loaded: Loaded) -> MqttSettings:
 def format_alert(alert: dict[str, Any]) -> str:
     when = str(alert.get("ts", ""))[:16].replace("T", " ")
     severity = SEVERITY_NAMES.get(str(alert.get("severity")), str(alert.get("severity")))
-    action = "，处置：停电" if alert.get("action") == "cutoff" else ""
-    return f"{when} [{severity}] {alert.get('message', '')}{action}"
+    return f"{when} [{severity}] {alert.get('message', '')}"
 
 
 def _subscribe(
@@ -182,37 +184,53 @@ def show_status(loaded: Loaded, out: TextIO = sys.stdout, wait_s: float = 1.5) -
     return 0
 
 
+_STATES = {"ok": "正常", "notice": "提示", "warning": "警告", "cutoff": "停止供电"}
+_DAEMON = {"online": "运行中", "offline": "已停止"}
+
+
+def _kwh(value: object) -> str:
+    return f"{value:.1f}" if isinstance(value, int | float) else "—"
+
+
 def _status_text(loaded: Loaded, base: str, retained: dict[str, str]) -> str:
-    names = {f.id: f.name for f in loaded.policy.firms}
-    groups = {g.id: g.name for g in loaded.policy.groups}
-    daemon = retained.get(f"{base}/daemon", "未知")
-    lines = [f"{loaded.policy.township.name}（{loaded.policy.township.id}） 守护进程：{daemon}"]
+    """All in Chinese, figures to 0.1 kWh; a firm's figure stands in the column of its period (a general firm's
+    quota is the month's, every other limit the day's)."""
+    policy = loaded.policy
+    names = {f.id: f.name for f in policy.firms}
+    daemon = retained.get(f"{base}/daemon")
+    lines = [f"{policy.township.name}（{policy.township.id}） quotad：{_DAEMON.get(daemon or '', '未知')}"]
+    scope = "全镇用电" if policy.township.feeder_meters else "全镇企业用电"
     town = json.loads(retained.get(f"{base}/status/township", "{}") or "{}")
     if town:
-        lines.append(
-            f"{town.get('day')} 全镇用电 {town.get('consumed_kwh')} kWh / 日上限 {town.get('cap_kwh')} kWh，"
-            f"预计全天 {town.get('projected_kwh')} kWh（更新于 {town.get('updated')}）"
-        )
+        cap = town.get("cap_kwh")
+        against = f"，日上限 {cap:g} kWh，按近一小时推算全天约 {_kwh(town.get('projected_kwh'))} kWh" if cap else ""
+        updated = str(town.get("updated", ""))[11:16]
+        lines.append(f"{town.get('day')} {scope} {_kwh(town.get('consumed_kwh'))} kWh{against}（{updated} 更新）")
     schedule = json.loads(retained.get(f"{base}/schedule/today", "{}") or "{}")
     if schedule:
-        running = "、".join(groups.get(g, g) for g in schedule.get("running_groups", [])) or "—"
-        off = "、".join(groups.get(g, g) for g in schedule.get("off_groups", [])) or "—"
-        lines.append(f"今日运行：{running}；停产：{off}")
+        day = dt.date.fromisoformat(str(schedule.get("day")))
+        cut = tuple(schedule.get("cut_off_firms", []))
+        today = Plan(policy).day(day, cut)
+        running = "、".join(g.name for g in policy.groups if g.id in today.running_groups) or "—"
+        lines.append(f"今日运行：{running}；停电：{off_text(policy, today)}")
     rows = []
-    for firm in loaded.policy.firms:
+    for firm in policy.firms:
         status = json.loads(retained.get(f"{base}/status/firms/{firm.id}", "{}") or "{}")
-        if status:
-            allowed = "是" if status.get("allowed_today") else f"否（{status.get('reason')}）"
-            limit = str(status.get("limit_kwh") or "—")
-            rows.append([firm.name, str(status.get("consumed_kwh")), limit, str(status.get("state")), allowed])
+        if not status:
+            continue
+        allowed = "可以" if status.get("allowed_today") else f"不可（{status.get('reason')}）"
+        used, limit = _kwh(status.get("consumed_kwh")), _kwh(status.get("limit_kwh"))
+        monthly = firm.kind == "general" and firm.daily_limit_kwh is None
+        figures = ["—", "—", used, limit] if monthly else [used, limit, "—", "—"]
+        state = _STATES.get(str(status.get("state")), str(status.get("state")))
+        rows.append([firm.name, *figures, state, allowed])
     if rows:
-        lines.append(render(["企业", "用电 kWh", "限额 kWh", "状态", "今日可运行"], rows))
+        header = ["企业", "今日用电 kWh", "日限额 kWh", "本月累计 kWh", "月配额 kWh", "状态", "今日可否用电"]
+        lines.append(render(header, rows))
     orders = [json.loads(v) for k, v in sorted(retained.items()) if k.startswith(f"{base}/orders/") and v]
-    lines.append(
-        "停电令："
-        + (
-            "；".join(f"{names.get(o['firm'], o['firm'])} {o['from']} 至 {o['until']}（{o['rule']}）" for o in orders)
-            or "无"
-        )
+    standing = "；".join(
+        f"{names.get(o['firm'], o['firm'])} 自 {o['from']} 起至 {o['until']}（{RULE_NAMES.get(o['rule'], o['rule'])}）"
+        for o in orders
     )
+    lines.append("停电令：" + (standing or "无"))
     return "\n".join(lines)

@@ -9,13 +9,14 @@ that record wins: a policy changed between two runs never un-raises an alert or 
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import io
 import json
 import logging
 import pickle
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 from pydantic import BaseModel
@@ -37,11 +38,11 @@ from quotad.readings import Reading
 from quotad.store import Store
 from quotad.windows import HOUR_US
 
-__all__ = ["Journal", "order_from_json", "policy_fingerprint"]
+__all__ = ["Journal", "order_from_json", "policy_fingerprint", "recorded_orders"]
 
 log = logging.getLogger(__name__)
 SNAPSHOT_EVERY = 20_000  # events between snapshots
-SNAPSHOT_FORMAT = 5  # bumped whenever the pickled state's classes change
+SNAPSHOT_FORMAT = 6  # bumped whenever the pickled state's classes change
 
 
 def policy_fingerprint(policy: Policy) -> str:
@@ -67,6 +68,23 @@ def order_to_json(order: Order) -> dict[str, Any]:
 def order_from_json(data: dict[str, Any]) -> Order:
     lifted = data.get("lifted")
     return Order(**{**data, "lifted": Lift(**lifted) if lifted else None})
+
+
+def recorded_orders(store: Store) -> dict[str, Order]:
+    """Each firm's latest order as the journal records it (lifted ones included), without rebuilding the engine:
+    what `schedule` and `orders` read beside a running daemon."""
+    orders: dict[str, Order] = {}
+    for event in store.order_events():
+        if event.kind == "reading":
+            for data in event.body["orders"]:
+                order = order_from_json(data)
+                orders[order.firm] = order
+        else:
+            standing = orders.get(event.body["firm"])
+            if standing is not None and standing.lifted is None:
+                lift = Lift(by=event.body["by"], reason=event.body["reason"], at=event.body["at"])
+                orders[standing.firm] = replace(standing, lifted=lift)
+    return orders
 
 
 class Journal:
@@ -134,11 +152,43 @@ class Journal:
 
     def record_notice(self, key: str, message: Message | None) -> bool:
         """Send a notice once: False if the notice `key` was already sent (by this run or an earlier one)."""
-        if self.store.get(f"notice:{key}") is not None:
-            return False
         outbox = [("mqtt", "notice", message.to_json())] if message is not None and self.prefix is not None else []
-        self.last_event = self.store.append("notice", {"key": key}, outbox)
-        self.store.put(f"notice:{key}", "sent")
+        return self._once(f"notice:{key}", "notice", {"key": key}, outbox)
+
+    def record_order_ends(self, day: dt.date) -> list[Order]:
+        """Orders whose `until` is before `day` have ended (一停到底 runs to the end of the control period, and no
+        further): each one's retained topic is cleared and a `cutoff_order` point says so, once. Returns them."""
+        ended = []
+        for order in self.engine.orders.values():
+            if order.lifted is not None or order.until >= day.isoformat():
+                continue
+            outbox: list[tuple[str, str, str]] = []
+            if self.prefix is not None:
+                outbox.append(
+                    ("mqtt", "order", order_message(self.prefix, self.policy.township.id, order, ended=True).to_json())
+                )
+            if self.influx:
+                outbox.append(
+                    (
+                        "influx",
+                        "cutoff_order",
+                        order_line(self.policy.township.id, order, self.engine.now or 0, ended=True),
+                    )
+                )
+            if self._once(
+                f"order-ended:{order.alert_id}", "order_end", {"firm": order.firm, "alert_id": order.alert_id}, outbox
+            ):
+                ended.append(order)
+        return ended
+
+    def _once(self, key: str, kind: str, body: dict[str, Any], outbox: list[tuple[str, str, str]]) -> bool:
+        """Append the event and mark `key` done in one transaction: False if `key` was done already (by this run or
+        an earlier one), so that a crash at any moment neither loses the event nor makes it twice."""
+        with self.store.batch():
+            if self.store.get(key) is not None:
+                return False
+            self.last_event = self.store.append(kind, body, outbox)
+            self.store.put(key, "sent")
         return True
 
     def _outbox(self, reading: Reading, alerts: Sequence[Alert], orders: Sequence[Order]) -> list[tuple[str, str, str]]:

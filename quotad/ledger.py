@@ -62,6 +62,7 @@ class MeterLedger:
     offline_us: Micros
     last_t: Micros | None = None
     last_wh: int = 0
+    last_counter: float = 0.0  # the meter's own last reading (kWh, before the multiplier), for anomaly messages
     first_wh: int | None = None
     counted_wh: int = 0
     excluded_wh: int = 0
@@ -83,6 +84,9 @@ class Anomaly:
     previous_wh: int
     new_wh: int
     kw: float  # implied mean power of the interval (negative for a decrease)
+    previous_counter: float  # the meter's own readings (kWh before its multiplier), as its display shows them
+    new_counter: float
+    multiplier: float
 
 
 class Applied(NamedTuple):
@@ -132,7 +136,11 @@ class Ledger:
             for m in policy.meters
         }
         self.firm_day: dict[tuple[str, dt.date], Total] = {}
-        self.firm_month: dict[tuple[str, Month], Total] = {}  # control days only
+        self.firm_month: dict[tuple[str, Month], Total] = {}  # control days only, from the month's opening
+        # a general firm's month-to-date before quotad's first reading of the month (the policy's `opening`), Wh
+        self.opening: dict[tuple[str, Month], int] = {
+            (f.id, o.year_month): round(o.kwh * 1000) for f in policy.firms for o in f.opening
+        }
         self.township_day: dict[dt.date, Total] = {}
 
     def meter(self, meter_id: str) -> MeterLedger:
@@ -157,9 +165,10 @@ class Ledger:
         t0, t1 = m.last_t, reading.t
         if t0 is not None and t1 <= t0:
             return None
-        wh = round(reading.energy_kwh * m.factor)
-        previous = m.last_wh
-        m.last_t, m.last_wh = t1, wh
+        counter = reading.energy_kwh
+        wh = round(counter * m.factor)
+        previous, previous_counter = m.last_wh, m.last_counter
+        m.last_t, m.last_wh, m.last_counter = t1, wh, counter
         cal = self.calendar
         record = m.record
         if record is not None and m.day is cal.day and cal.lo <= t1 < cal.hi:
@@ -173,7 +182,9 @@ class Ledger:
         if delta < 0 or (m.max_kw is not None and delta * 3_600_000 > m.max_kw * (t1 - t0)):
             m.excluded_wh += delta
             kw = delta * 3_600_000 / (t1 - t0)  # Wh over microseconds -> kW
-            return Applied(m, None, t1, 0, (), Anomaly("decrease" if delta < 0 else "jump", previous, wh, kw))
+            kind: Literal["decrease", "jump"] = "decrease" if delta < 0 else "jump"
+            anomaly = Anomaly(kind, previous, wh, kw, previous_counter, counter, m.multiplier)
+            return Applied(m, None, t1, 0, (), anomaly)
         if cal.lo <= t0:  # the common case: inside t1's day, whose record and totals the meter holds
             m.counted_wh += delta
             record.wh += delta
@@ -228,7 +239,11 @@ class Ledger:
         control = self.control
         if not control.start <= day <= control.end:
             return None
-        return _total(self.firm_month, (firm, (day.year, day.month)))
+        key = (firm, (day.year, day.month))
+        total = self.firm_month.get(key)
+        if total is None:
+            total = self.firm_month[key] = Total(self.opening.get(key, 0))
+        return total
 
     def township_day_total(self, day: dt.date) -> Total:
         return _total(self.township_day, day)
@@ -261,7 +276,8 @@ class Ledger:
         return _wh(self.firm_day.get((firm, day)))
 
     def firm_month_wh(self, firm: str, month: Month) -> int:
-        return _wh(self.firm_month.get((firm, month)))
+        total = self.firm_month.get((firm, month))
+        return total.wh if total is not None else self.opening.get((firm, month), 0)
 
     def township_day_wh(self, day: dt.date) -> int:
         return _wh(self.township_day.get(day))

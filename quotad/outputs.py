@@ -45,9 +45,10 @@ def alert_message(prefix: str, alert: Alert) -> Message:
     return Message(topic(prefix, alert.township, "alerts", alert.severity, alert.subject), alert.to_json())
 
 
-def order_message(prefix: str, township: str, order: Order) -> Message:
+def order_message(prefix: str, township: str, order: Order, *, ended: bool = False) -> Message:
+    """The retained order; an empty retained message once it no longer stands (lifted, or `ended`: past `until`)."""
     target = topic(prefix, township, "orders", order.firm)
-    if order.lifted is not None:
+    if order.lifted is not None or ended:
         return Message(target, "", retain=True)
     return Message(target, json.dumps(order.payload(), ensure_ascii=False, separators=(",", ":")), retain=True)
 
@@ -124,10 +125,10 @@ def alert_line(alert: Alert) -> str:
     return line("quota_alert", tags, fields, alert.t)
 
 
-def order_line(township: str, order: Order, t: Micros) -> str:
+def order_line(township: str, order: Order, t: Micros, *, ended: bool = False) -> str:
     lifted = order.lifted
-    fields = {"alert_id": order.alert_id, "until": order.until, "lifted": lifted is not None,
-              "reason": lifted.reason if lifted else None}  # fmt: skip
+    reason = lifted.reason if lifted else ("ended" if ended else None)
+    fields = {"alert_id": order.alert_id, "until": order.until, "lifted": lifted is not None, "reason": reason}
     return line("cutoff_order", {"township": township, "firm": order.firm}, fields, t)
 
 

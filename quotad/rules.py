@@ -84,7 +84,9 @@ class Rules:
         self._load_levels = levels((self.town.warning_at,), _exact(load_cap) / 4) if load_cap is not None else ()
         self._two_am: dict[dt.date, Micros] = {}
         self._projected: set[dt.date] = set()  # days whose projection alert was raised (ids are in `raised`)
-        self.shed_now: Callable[[], tuple[ShedEntry, ...]] = lambda: ()
+        self.whole = bool(self.town.feeder_meters)  # the township's total is its feeders' (else the firms' meters)
+        # `shed` of a township alert about `day`: whom to call now (the engine's; () for a day already over)
+        self.shed_for: Callable[[dt.date], tuple[ShedEntry, ...]] = lambda day: ()
 
     # -- building alerts ---------------------------------------------------------------------
 
@@ -93,7 +95,7 @@ class Rules:
         level: float | None = kw.pop("level", None)
         meter: str | None = kw.pop("meter", None)
         subject = firm.id if firm else "township"
-        aid = alert_id(self.town.id, subject, rule, period, level, meter)
+        aid = alert_id(self.town.id, subject, rule, period, level, meter) + kw.pop("suffix", "")
         if aid in self.raised:
             return None
         self.raised.add(aid)
@@ -157,11 +159,11 @@ class Rules:
         standby = self._standby_kwh[firm.id]
         over_standby = consumed >= self._standby_over[firm.id]
         order = self.orders.get(firm.id)
-        if order is not None and order.lifted is None:
+        if order is not None and order.stands(day):
             return self._breach(firm, order, day, t, consumed, standby) if over_standby else []
         if over_standby:
             for rule, why, applies in (
-                ("rota_off_day", "错时供电停产日", self.plan.group_off),
+                ("rota_off_day", "错时供电停电日", self.plan.group_off),
                 ("rest_day", "申报休息日", self.plan.rest_day),
             ):
                 if applies(firm, day) and (raised := self._standby(firm, day, t, consumed, standby, rule, why)):
@@ -169,7 +171,7 @@ class Rules:
         out = []
         if firm.id in self._firm_levels:
             out += self._daily_limit(firm, day, t, consumed)
-        if firm.kind == "general" and not self._cut(firm):
+        if firm.kind == "general" and not self._cut(firm, day):  # a daily limit's cutoff just now silences it
             out += self._monthly(firm, day, t)
         return out
 
@@ -179,8 +181,8 @@ class Rules:
             return _NEVER
         period, over = day.isoformat(), self._standby_over[firm.id]
         town = self.town.id
-        if self._cut(firm):
-            order = self.orders[firm.id]
+        order = self.orders.get(firm.id)
+        if order is not None and order.stands(day):
             breach = alert_id(town, firm.id, "cutoff_breach", period, None, None)
             return (over, math.inf) if order.from_day < period <= order.until and breach not in self.raised else _NEVER
         day_wh, month_wh = math.inf, math.inf
@@ -216,9 +218,9 @@ class Rules:
             steps = self._day_levels[day] = levels((self.town.notice_at, self.town.warning_at), cap)
         return steps
 
-    def _cut(self, firm: Firm) -> bool:
+    def _cut(self, firm: Firm, day: dt.date) -> bool:
         order = self.orders.get(firm.id)
-        return order is not None and order.lifted is None
+        return order is not None and order.stands(day)
 
     def _breach(self, firm: Firm, order: Order, day: dt.date, t: Micros, consumed: int, standby: float) -> list[Alert]:
         if not order.from_day < day.isoformat() <= order.until:
@@ -262,7 +264,8 @@ class Rules:
                 consumed_kwh=kwh(consumed), limit_kwh=round(limit, 3), projected_kwh=None,
                 action="cutoff" if cutoff else "none", cutoff_until=self.until if cutoff else None,
                 message=messages.daily_limit_message(
-                    firm.name, day.isoformat(), consumed / 1000, limit, step.level, self.until if cutoff else None
+                    firm.name, day.isoformat(), consumed / 1000, limit, step.level, step.severity,
+                    self.until if cutoff else None,
                 ),
             )  # fmt: skip
             if alert is not None:
@@ -296,21 +299,25 @@ class Rules:
             if consumed < step.wh:
                 break
             cutoff = step.severity == "violation"
+            month_end = (dt.date(day.year, day.month, 28) + dt.timedelta(days=4)).replace(day=1)
+            from_day = min(self.cal.day_of(t), month_end - dt.timedelta(days=1))
             alert = self.emit(
                 t, "monthly_quota", step.severity, period, firm=firm, level=step.level,
                 consumed_kwh=kwh(consumed), limit_kwh=round(quota_kwh, 3), projected_kwh=None,
                 action="cutoff" if cutoff else "none", cutoff_until=self.until if cutoff else None,
                 message=messages.monthly_message(
-                    firm.name, period, consumed / 1000, quota_kwh, step.level, self.until if cutoff else None
+                    firm.name, period, consumed / 1000, quota_kwh, step.level, step.severity,
+                    (from_day.isoformat(), self.until) if cutoff else None,
                 ),
             )  # fmt: skip
             if alert is not None:
                 out.append(alert)
                 if cutoff:
-                    month_end = (dt.date(day.year, day.month, 28) + dt.timedelta(days=4)).replace(day=1)
-                    from_day = min(self.cal.day_of(t), month_end - dt.timedelta(days=1))
                     evidence = self.evidence(firm, day, consumed, quota_kwh)
                     evidence["month"] = period
+                    opening = self.ledger.opening.get((firm.id, (day.year, day.month)))
+                    if opening:  # part of the month-to-date came from the utility's meter book, not the meters
+                        evidence["opening_kwh"] = kwh(opening)
                     self._cutoff(alert, firm, from_day, evidence)
         return out
 
@@ -331,12 +338,14 @@ class Rules:
                 break
             if alert_id(self.town.id, "township", "township_cap", day.isoformat(), step.level, None) in self.raised:
                 continue
-            shed = self.shed_now()
+            shed = self.shed_for(day)
             alert = self.emit(
                 t, "township_cap", step.severity, day.isoformat(), level=step.level,
                 consumed_kwh=kwh(consumed), limit_kwh=round(cap, 3), projected_kwh=None, action="none",
                 cutoff_until=None, shed=shed,
-                message=messages.cap_message(self.town.name, day.isoformat(), consumed / 1000, cap, step.level, shed),
+                message=messages.cap_message(
+                    self.town.name, day.isoformat(), consumed / 1000, cap, step.level, step.severity, shed, self.whole
+                ),
             )  # fmt: skip
             if alert is not None:
                 out.append(alert)
@@ -361,13 +370,14 @@ class Rules:
                 ):
                     continue
                 span = f"{self.cal.local(start):%H:%M}–{self.cal.local(start + QUARTER_US):%H:%M}"
-                shed = self.shed_now()
+                shed = self.shed_for(day)
                 alert = self.emit(
                     t, "township_load", step.severity, day.isoformat(), level=step.level,
                     consumed_kwh=kwh(consumed), limit_kwh=round(load_cap / 4, 3), projected_kwh=None,
                     action="none", cutoff_until=None, shed=shed,
                     message=messages.load_message(
-                        self.town.name, day.isoformat(), span, consumed / 1000, load_cap, step.level, shed
+                        self.town.name, day.isoformat(), span, consumed / 1000, load_cap, step.level, step.severity,
+                        shed, self.whole,
                     ),
                 )  # fmt: skip
                 if alert is not None:
@@ -401,13 +411,13 @@ class Rules:
             return []
         self._projected.add(day)
         cap = control.cap_kwh(day)
-        shed = self.shed_now()
+        shed = self.shed_for(day)
         alert = self.emit(
             now, "township_cap_projection", "warning", day.isoformat(),
             consumed_kwh=kwh(consumed), limit_kwh=round(cap, 3), projected_kwh=kwh(projected), action="none",
             cutoff_until=None, shed=shed,
             message=messages.projection_message(
-                self.town.name, day.isoformat(), consumed / 1000, projected / 1000, cap, shed
+                self.town.name, day.isoformat(), consumed / 1000, projected / 1000, cap, shed, self.whole
             ),
         )  # fmt: skip
         return [alert] if alert else []

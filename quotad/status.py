@@ -12,13 +12,15 @@ import json
 from typing import Any
 
 from quotad.alerts import alert_id, kwh
-from quotad.config.policy import Firm
+from quotad.config.policy import Firm, Policy
 from quotad.engine import Engine
+from quotad.messages import off_groups_text
 from quotad.outputs import Message, topic
 from quotad.schedule.calendar import Micros
+from quotad.schedule.rota import DaySchedule
 from quotad.windows import HOUR_US
 
-__all__ = ["residents_notice", "rota_notice", "status_messages"]
+__all__ = ["off_text", "residents_notice", "rota_notice", "status_messages"]
 
 _WEEKDAYS_ZH = "一二三四五六日"
 
@@ -52,7 +54,7 @@ def status_messages(engine: Engine, prefix: str, now: Micros) -> list[Message]:
             retain=True,
         )
     ]
-    cut = engine.cut_off()
+    cut = engine.cut_off(day)
     for firm in engine.policy.firms:
         body = _firm_status(engine, firm, day, cut)
         out.append(
@@ -83,9 +85,9 @@ def _firm_status(engine: Engine, firm: Firm, day: dt.date, cut: set[str]) -> dic
     consumed = engine.ledger.firm_day_wh(firm.id, day)
     reason = None
     if firm.id in cut:
-        reason = f"一停到底：停电至 {engine.orders[firm.id].until}"
+        reason = f"一停到底：停止供电至 {engine.orders[firm.id].until}"
     elif plan.group_off(firm, day):
-        reason = "错时供电：本组今日停产"
+        reason = "错时供电：本组今日停电"
     elif plan.rest_day(firm, day):
         reason = "申报休息日"
     limit = firm.daily_limit_kwh
@@ -119,16 +121,17 @@ def rota_notice(engine: Engine, prefix: str, tomorrow: dt.date) -> Message:
     """Tomorrow's staggered-supply rota, announced the evening before."""
     groups = {g.id: g.name for g in engine.policy.groups}
     firms = {f.id: f.name for f in engine.policy.firms}
-    schedule = engine.plan.day(tomorrow, engine.cut_off())
+    schedule = engine.plan.day(tomorrow, engine.cut_off(tomorrow))
     weekday = _WEEKDAYS_ZH[tomorrow.weekday()]
     text = (
         f"明日 {tomorrow}（周{weekday}）错时供电安排：运行 {_names(schedule.running_groups, groups)}；"
-        f"停产 {_names(schedule.off_groups, groups)}；休息的作坊 {_names(schedule.resting_workshops, firms)}；"
-        f"停电企业 {_names(schedule.cut_off_firms, firms)}"
+        f"停电 {off_text(engine.policy, schedule)}；休息的作坊 {_names(schedule.resting_workshops, firms)}；"
+        f"一停到底停止供电的企业 {_names(schedule.cut_off_firms, firms)}"
     )
     body = {"kind": "rota", "day": tomorrow.isoformat(), "running_groups": list(schedule.running_groups),
-            "off_groups": list(schedule.off_groups), "resting_workshops": list(schedule.resting_workshops),
-            "cut_off_firms": list(schedule.cut_off_firms), "message": text}  # fmt: skip
+            "off_groups": list(schedule.off_groups), "exempt_running": list(schedule.exempt_running),
+            "resting_workshops": list(schedule.resting_workshops), "cut_off_firms": list(schedule.cut_off_firms),
+            "message": text}  # fmt: skip
     return Message(topic(prefix, engine.policy.township.id, "notices"), _json(body))
 
 
@@ -136,9 +139,17 @@ def _names(ids: tuple[str, ...], known: dict[str, str]) -> str:
     return "、".join(known.get(i, i) for i in ids) or "无"
 
 
+def off_text(policy: Policy, schedule: DaySchedule) -> str:
+    """The day's off groups, naming apart their firms that run all the same under a limit (rota_exempt)."""
+    groups = {g.id: g.name for g in policy.groups}
+    firms = {f.id: f for f in policy.firms}
+    exempt = [(firms[f].name, firms[f].daily_limit_kwh) for f in schedule.exempt_running]
+    return off_groups_text([groups.get(g, g) for g in schedule.off_groups], exempt)
+
+
 def residents_notice(engine: Engine, prefix: str, day: dt.date, hours: str, when: str) -> Message:
     """The residents' energy-shortage experience day, announced the day before (`when` = 'eve') and that morning."""
     lead = "明日" if when == "eve" else "今日"
-    text = f"{lead}（{day}，周{_WEEKDAYS_ZH[day.weekday()]}）{hours} 为居民节电体验日，请合理安排用电"
+    text = f"{lead}（{day}，周{_WEEKDAYS_ZH[day.weekday()]}）{hours} 为能源紧缺体验日，请居民节约用电、合理安排"
     body = {"kind": "residents", "day": day.isoformat(), "hours": hours, "message": text}
     return Message(topic(prefix, engine.policy.township.id, "notices"), _json(body))

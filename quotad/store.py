@@ -81,6 +81,36 @@ class Store:
     def close(self) -> None:
         self.db.close()
 
+    @classmethod
+    def read_only(cls, state_dir: Path) -> Store | None:
+        """The store of `state_dir` opened for reading only (a command beside a running daemon, or after it); None
+        when there is none. Creates nothing. Raises OSError when the state is there but cannot be read."""
+        path = state_dir / "quotad.db"
+        if not path.is_file():
+            return None
+        if not os.access(path, os.R_OK):
+            msg = f"cannot read {path} (the daemon's state is readable by the daemon's own user)"
+            raise PermissionError(msg)
+        store = cls.__new__(cls)
+        store.path = path
+        try:
+            store.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10.0, check_same_thread=False)
+            store.db.execute("SELECT 1 FROM events LIMIT 1").fetchall()
+        except sqlite3.Error as exc:
+            msg = f"cannot read {path}: {exc}"
+            raise OSError(msg) from None
+        store._batch_depth, store._next_seq, store._events, store._outbox = 0, 0, [], []
+        return store
+
+    def order_events(self) -> Iterator[Event]:
+        """The events that made or changed an order, in order: readings that issued one, and lifts."""
+        cursor = self.db.execute(
+            "SELECT seq, kind, body FROM events WHERE kind = 'lift' "
+            "OR (kind = 'reading' AND json_array_length(body, '$.orders') > 0) ORDER BY seq"
+        )
+        for seq, kind, body in cursor:
+            yield Event(seq, kind, json.loads(body))
+
     # -- the log -------------------------------------------------------------------------------
 
     def append(self, kind: str, body: dict[str, Any] | str, outbox: Sequence[tuple[str, str, str]] = ()) -> int:

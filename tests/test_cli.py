@@ -94,7 +94,7 @@ def test_replay_of_the_shipped_day(tmp_path: Path) -> None:
 
 def test_replay_text_format() -> None:
     result = quotad("replay", "-c", str(CONFIG / "township.toml"), str(DAY), "--format", "text")
-    assert "[违规] 荣生公司造纸厂 2010-10-20 为错时供电停产日" in result.stdout
+    assert "[违规] 荣生公司造纸厂 2010-10-20 为错时供电停电日" in result.stdout
 
 
 def test_replay_csv_and_malformed_lines(tmp_path: Path) -> None:

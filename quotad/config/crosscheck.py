@@ -65,6 +65,7 @@ def cross_check(raw: Mapping[str, Any], policy: Policy | None = None) -> list[Fi
     if rota is not None:
         found += _rota_refs(rota, group_ids, bool(raw.get("groups")))
     if control is not None:
+        found += _openings(control, firms)
         found += _control(control)
         if control.start <= control.end:
             found += _dates_in_control(control, township, rota, firms)
@@ -180,6 +181,21 @@ def _dates_in_control(
         for k, day in enumerate(firm.rest_dates):
             if outside(day):
                 yield ("firms", i, "rest_dates", k), _outside(f"rest date {day}", control)
+
+
+def _openings(control: Control, firms: list[tuple[int, Firm]]) -> Iterator[Finding]:
+    """Each opening is for a month the control period covers, once (any other would have no effect)."""
+    first, last = (control.start.year, control.start.month), (control.end.year, control.end.month)
+    for i, firm in firms:
+        seen: set[str] = set()
+        for k, opening in enumerate(firm.opening):
+            where = ("firms", i, "opening", k, "month")
+            if not first <= opening.year_month <= last:
+                span = f"{control.start:%Y-%m}..{control.end:%Y-%m}"
+                yield where, f"month {opening.month} lies outside the control period {span}"
+            elif opening.month in seen:
+                yield where, f"month {opening.month} has an opening already"
+            seen.add(opening.month)
 
 
 def workshop_short_weeks(firm: Firm, control: Control) -> list[tuple[dt.date, int]]:

@@ -22,6 +22,7 @@ __all__ = [
     "Meter",
     "ModbusSource",
     "MqttSource",
+    "Opening",
     "Phase",
     "Policy",
     "Residents",
@@ -114,6 +115,26 @@ class Rota(_Model):
     overrides: tuple[RotaOverride, ...] = ()
 
 
+class Opening(_Model):
+    """A general firm's month-to-date use before quotad's first reading of that month (the utility's meter book)."""
+
+    month: str
+    kwh: NonNegativeKwh
+
+    @field_validator("month")
+    @classmethod
+    def _a_month(cls, value: str) -> str:
+        if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", value):
+            msg = f"expected a month as 'YYYY-MM' (e.g. '2010-10'), got {value!r}"
+            raise ValueError(msg)
+        return value
+
+    @property
+    def year_month(self) -> tuple[int, int]:
+        year, month = self.month.split("-")
+        return int(year), int(month)
+
+
 class Firm(_Model):
     id: Id
     name: str = Field(min_length=1)
@@ -127,6 +148,7 @@ class Firm(_Model):
     rest_days: tuple[Weekday, ...] = ()
     rest_dates: tuple[dt.date, ...] = ()
     standby_kwh: NonNegativeKwh | None = None
+    opening: tuple[Opening, ...] = ()
 
     @field_validator("rest_days", "rest_dates")
     @classmethod
@@ -134,6 +156,14 @@ class Firm(_Model):
         repeated = sorted({str(v) for v in value if value.count(v) > 1})
         if repeated:
             msg = f"listed more than once: {', '.join(repeated)}"
+            raise ValueError(msg)
+        return value
+
+    @field_validator("opening")
+    @classmethod
+    def _opening_general(cls, value: tuple[Opening, ...], info: ValidationInfo) -> tuple[Opening, ...]:
+        if value and info.data.get("kind") not in (None, "general"):
+            msg = "opening applies only to firms of kind 'general' (a month-to-date against their monthly quota)"
             raise ValueError(msg)
         return value
 

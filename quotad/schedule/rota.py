@@ -20,6 +20,7 @@ class DaySchedule:
     cap_kwh: float | None
     running_groups: tuple[str, ...]
     off_groups: tuple[str, ...]
+    exempt_running: tuple[str, ...]  # firms of an off group that run all the same (rota_exempt, under their limit)
     resting_workshops: tuple[str, ...]
     cut_off_firms: tuple[str, ...]
     residents_hours: str | None
@@ -82,14 +83,19 @@ class Plan:
     def day(self, day: dt.date, cut_off: Collection[str] = ()) -> DaySchedule:
         inside = day in self.control
         phase = self.control.phase(day)
+        off = self.off_groups(day)
+        cut = tuple(f.id for f in self.policy.firms if inside and f.id in cut_off)
         return DaySchedule(
             day=day,
             in_control=inside,
             phase=phase.name if phase else None,
             cap_kwh=self.control.cap_kwh(day) if self.control.capped(day) else None,
             running_groups=self.running_groups(day),
-            off_groups=self.off_groups(day),
+            off_groups=off,
+            exempt_running=tuple(
+                f.id for f in self.policy.firms if f.rota_exempt and f.group in off and f.id not in cut
+            ),
             resting_workshops=tuple(f.id for f in self.policy.firms if self.rest_day(f, day)),
-            cut_off_firms=tuple(f.id for f in self.policy.firms if inside and f.id in cut_off),
+            cut_off_firms=cut,
             residents_hours=self.residents_hours(day),
         )

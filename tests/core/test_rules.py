@@ -1,5 +1,6 @@
 """Every rule at and around its thresholds, with an explicit event time."""
 
+import datetime as dt
 import json
 
 import pytest
@@ -85,7 +86,7 @@ def test_alert_payload_field_for_field() -> None:
         "projected_kwh": None,
         "action": "none",
         "cutoff_until": None,
-        "message": "盛达 2010-10-20 用电 90.2 kWh，已达日限额 100 kWh 的 90%",
+        "message": "盛达 2010-10-20 用电 90.2 kWh，已达日限额 100 kWh 的 90.2%（90% 警戒线）",
     }
     assert json.loads(alerts[-1].to_json()) == payload
 
@@ -141,7 +142,7 @@ def test_lifted_order_lets_rules_speak_again() -> None:
     lifted = engine.lift("x", by="operator", reason="误判", at="2010-10-20T13:00:00+08:00")
     assert lifted.lifted is not None
     assert lifted.lifted.reason == "误判"
-    assert engine.cut_off() == set()
+    assert engine.cut_off(dt.date(2010, 10, 20)) == set()
     alerts = engine.ingest(r("x-m", "2010-10-21 12:00", 271.0))  # 170 kWh over 24 h: 85 on each day
     assert [(a.rule, a.severity, a.period) for a in alerts] == [("firm_daily_limit", "notice", "2010-10-21")]
     with pytest.raises(KeyError):
@@ -174,7 +175,7 @@ def test_monthly_quota_pro_rated_and_from_baseline() -> None:
     )
     _, alerts = run(policy, [r("g2-m", "2010-10-19 00:00", 0.0), r("g2-m", "2010-10-31 00:00", 4025.807)])
     assert [(a.level, a.limit_kwh) for a in alerts] == [(0.8, 5032.258)]
-    assert "月度配额 5032.3 kWh 的 80%" in alerts[0].message
+    assert alerts[0].message == "二 2010年10月累计用电 4025.8 kWh，已达月度配额 5032.3 kWh 的 80.0%（80% 提示线）"
 
 
 def test_monthly_quota_counts_only_control_days() -> None:

@@ -154,7 +154,8 @@ def test_offline_once_per_silence_and_never_reported_meters() -> None:
         None,
         None,
     )
-    assert "从未上报读数" in offline[0].message
+    assert offline[0].message == "一般 电表 g-m 自开始监测起未上报读数（已超过 15 分钟），请核查电表和通信"
+    assert offline[1].message == "七厂 电表 s-m 已超过 15 分钟无读数（最后读数 00:00），请核查电表和通信"
 
 
 def test_a_meter_whose_clock_is_an_hour_behind_is_offline_at_its_first_reading() -> None:
@@ -183,12 +184,12 @@ def test_own_reading_ending_silence_raises_nothing() -> None:
     assert alerts == []
 
 
-def test_anomaly_decrease_and_jump_once_a_day() -> None:
+def test_anomaly_decrease_and_jump_each_raised_the_nth_of_a_day_numbered() -> None:
     policy = make_policy(meter_extra="max_kw = 100", meters=("p",))
     readings = [
         r("p-m", "2010-10-21 00:00", 500.0),
         r("p-m", "2010-10-21 01:00", 400.0),  # down
-        r("p-m", "2010-10-21 02:00", 300.0),  # down again, same day: no second alert
+        r("p-m", "2010-10-21 02:00", 300.0),  # down again, same day: its own alert, numbered /2
         r("p-m", "2010-10-22 00:00", 300.0),
         r("p-m", "2010-10-22 01:00", 401.0),  # 101 kW > 100
         r("p-m", "2010-10-22 02:00", 451.0),
@@ -196,10 +197,14 @@ def test_anomaly_decrease_and_jump_once_a_day() -> None:
     engine, alerts = run(policy, readings)
     assert rules_of(alerts) == [
         ("meter_anomaly", "warning", None, "2010-10-21"),
+        ("meter_anomaly", "warning", None, "2010-10-21"),
         ("meter_anomaly", "warning", None, "2010-10-22"),
     ]
-    assert "读数下降" in alerts[0].message
-    assert "读数跳变" in alerts[1].message
+    assert [a.id for a in alerts] == [
+        "t/p/meter_anomaly/2010-10-21/p-m", "t/p/meter_anomaly/2010-10-21/p-m/2", "t/p/meter_anomaly/2010-10-22/p-m",
+    ]  # fmt: skip
+    assert "读数下降：400.00 → 300.00 kWh，疑似换表或清零，请核实" in alerts[1].message
+    assert "读数跳变：300.00 → 401.00 kWh，相当于平均功率 101.0 kW" in alerts[2].message
     assert alerts[0].payload()["meter"] == "p-m"
     assert engine.ledger.firm_day_wh("p", __import__("datetime").date(2010, 10, 22)) == 50_000
 

@@ -248,7 +248,7 @@ def test_the_daemon_works_with_exactly_the_rights_it_needs(tmp_path: Path) -> No
     assert order["rule"] == "rest_day"
     # each kind of topic quotad publishes got through
     assert {f"{BASE}/status/township", f"{BASE}/schedule/today", f"{BASE}/daemon"} <= inspector.topics()
-    assert "守护进程：online" in status.stdout  # `quotad status`, as the inspector
+    assert "quotad：运行中" in status.stdout  # `quotad status`, as the inspector
 
 
 def test_a_meter_topic_quotad_may_not_read_is_a_silent_meter(tmp_path: Path) -> None:

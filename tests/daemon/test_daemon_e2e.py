@@ -140,7 +140,7 @@ def test_a_morning_enforced_live_with_outages_reload_and_watchdog(tmp_path: Path
         assert status.returncode == 0, status.stderr
         assert "荣生公司造纸厂" in status.stdout
         assert "停电令：" in status.stdout
-        assert "rota_off_day" in status.stdout
+        assert "错时供电停电日用电" in status.stdout  # the order's rule, in words
         assert lift.returncode == 0, lift.stderr
         assert "through the running daemon" in lift.stdout
         assert collector.last("quotad/xx-town/orders/w-003") == ""  # the lifted order's retained topic cleared

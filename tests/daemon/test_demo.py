@@ -14,8 +14,9 @@ def test_demo_runs_a_day_and_stops_everything() -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     out = result.stdout
-    assert "[违规] 荣生公司造纸厂 2010-10-20 为错时供电停产日" in out  # an alert, in Chinese, as it arrived
-    assert re.search(r"全镇 [\d.]+ kWh / 54611\.0 kWh", out)  # the township's day against its cap
+    assert "[违规] 荣生公司造纸厂 2010-10-20 为错时供电停电日" in out  # an alert, in Chinese, as it arrived
+    # the township's day against its cap, saying that it counts the firms' meters (the example has no feeder meter)
+    assert re.search(r"\] 全镇企业用电 [\d.]+ kWh / 日上限 54611 kWh", out)
     assert "Stopped. Everything is in" in out
     directory = re.search(r"Everything is in (\S+) ", out)
     assert directory is not None

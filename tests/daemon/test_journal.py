@@ -109,7 +109,7 @@ def test_lift_is_journaled_and_survives_restart(tmp_path: Path) -> None:
     journal = Journal(Store(tmp_path), POLICY, prefix="quotad", influx=True)
     for reading in FEED:
         journal.record_reading(reading)
-    firm = sorted(journal.engine.cut_off())[0]
+    firm = sorted(journal.engine.cut_off(dt.date(2010, 10, 21)))[0]
     journal.record_lift(firm, by="operator", reason="复核后解除", at="2010-10-21T09:00:00+08:00")
     messages = [Message.from_json(i.body) for i in journal.store.pending("mqtt", 100_000)]
     assert messages[-1].topic == f"quotad/xx-town/orders/{firm}"
@@ -124,7 +124,7 @@ def test_lift_is_journaled_and_survives_restart(tmp_path: Path) -> None:
     lifted = restarted.engine.orders[firm].lifted
     assert lifted is not None
     assert lifted.reason == "复核后解除"
-    assert firm not in restarted.engine.cut_off()
+    assert firm not in restarted.engine.cut_off(dt.date(2010, 10, 21))
 
 
 def test_state_dir_is_private(tmp_path: Path) -> None:
@@ -145,6 +145,29 @@ def test_notices_are_sent_once(tmp_path: Path) -> None:
     again = Journal(Store(tmp_path), POLICY, prefix="quotad", influx=False)
     assert not again.record_notice("rota:2010-10-21", message)
     assert len(journal.store.pending("mqtt")) == 1
+
+
+def test_an_order_that_ended_clears_its_retained_topic_once(tmp_path: Path) -> None:
+    journal = Journal(Store(tmp_path), POLICY, prefix="quotad", influx=True)
+    for reading in FEED:
+        journal.record_reading(reading)
+    orders = sorted(journal.engine.orders)
+    assert orders
+    assert journal.record_order_ends(dt.date(2010, 12, 31)) == []  # the control period's last day: still standing
+    before = len(journal.store.pending("mqtt", 100_000))
+    ended = journal.record_order_ends(dt.date(2011, 1, 1))
+    assert sorted(o.firm for o in ended) == orders
+    cleared = [Message.from_json(i.body) for i in journal.store.pending("mqtt", 100_000)][before:]
+    assert sorted((m.topic, m.payload, m.retain) for m in cleared) == [
+        (f"quotad/xx-town/orders/{firm}", "", True) for firm in orders
+    ]
+    lines = [i.body for i in journal.store.pending("influx", 100_000)][-len(orders) :]
+    assert all(line.startswith("cutoff_order,") and 'reason="ended"' in line for line in lines)
+    assert journal.record_order_ends(dt.date(2011, 1, 2)) == []  # once, ...
+    restarted = Journal(Store(tmp_path), POLICY, prefix="quotad", influx=True)
+    restarted.restore()
+    assert restarted.record_order_ends(dt.date(2011, 1, 2)) == []  # ... across a restart too
+    assert restarted.engine.cut_off(dt.date(2011, 1, 1)) == set()
 
 
 CHILD = """
