@@ -171,11 +171,19 @@ def _dates_in_control(
     if township is not None and township.cap_from is not None and outside(township.cap_from):
         yield ("township", "cap_from"), _outside(f"cap_from {township.cap_from}", control)
     if rota is not None:
-        if outside(rota.start):
-            yield ("rota", "start"), _outside(f"the rota's start {rota.start}", control)
+        # rota.start anchors the cycle: before [control] it is a cycle already running; after control.end no
+        # control day would follow it. Before it every group runs, so an override dated earlier changes nothing.
+        if rota.start > control.end:
+            yield ("rota", "start"), f"the rota starts on {rota.start}, after the control period ends on {control.end}"
         for j, override in enumerate(rota.overrides):
             if outside(override.date):
                 yield ("rota", "overrides", j, "date"), _outside(f"override date {override.date}", control)
+            elif override.date < rota.start:
+                yield (
+                    ("rota", "overrides", j, "date"),
+                    f"override date {override.date} lies before the rota's start {rota.start}: every group runs "
+                    "until the rota starts, so the override would have no effect",
+                )
     for i, firm in firms:
         for k, day in enumerate(firm.rest_dates):
             if outside(day):
