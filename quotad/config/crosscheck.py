@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from quotad.config.policy import WEEKDAYS, Control, Firm, Group, Meter, Policy, Rota, Township
+from quotad.config.policy import WEEKDAYS, Control, Firm, Group, Meter, ModbusSource, Policy, Rota, Township
 
 __all__ = ["Finding", "cross_check", "workshop_short_weeks"]
 
@@ -62,6 +62,7 @@ def cross_check(raw: Mapping[str, Any], policy: Policy | None = None) -> list[Fi
     group_ids = _raw_ids(raw.get("groups"))
     found += _firm_refs(firms, group_ids)
     found += _meter_refs(meters, _raw_ids(raw.get("firms")), township, raw.get("meters"))
+    found += _gateway_settings(meters)
     if rota is not None:
         found += _rota_refs(rota, group_ids, bool(raw.get("groups")))
     if control is not None:
@@ -111,6 +112,28 @@ def _meter_refs(
             yield ("township", "feeder_meters", k), f"unknown meter {feeder!r}"
         elif firm_of[feeder] is not None:
             yield ("township", "feeder_meters", k), f"meter {feeder!r} belongs to firm {firm_of[feeder]!r}"
+
+
+_LINE_SETTINGS = {"serial": ("baudrate", "parity", "stopbits", "bytesize"), "tcp": ("framer",)}
+
+
+def _gateway_settings(meters: list[tuple[int, Meter]]) -> Iterator[Finding]:
+    """Meters on one serial port, or behind one TCP gateway (host and port), share one connection: the line's
+    settings are the first meter's, and a meter that disagrees would need the port opened a second time."""
+    first: dict[tuple[str, ...], tuple[int, str, ModbusSource]] = {}
+    for i, meter in meters:
+        source = meter.modbus
+        if source is None:
+            continue
+        j, owner, line = first.setdefault(source.line, (i, meter.id, source))
+        if source.serial is not None:
+            where, rule = f"serial port {source.serial} is set to", "the meters on one port share its settings"
+        else:
+            where, rule = f"gateway {source.host}:{source.port} is read with", "the meters behind one gateway share it"
+        for name in _LINE_SETTINGS[source.line[0]]:
+            theirs = getattr(line, name)
+            if getattr(source, name) != theirs:
+                yield ("meters", i, "modbus", name), f"{where} {name} {theirs!r} by meters[{j}] ({owner}): {rule}"
 
 
 def _rota_refs(rota: Rota, group_ids: set[str], have_groups: bool) -> Iterator[Finding]:
