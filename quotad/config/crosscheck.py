@@ -14,7 +14,7 @@ from pydantic import BaseModel, ValidationError
 
 from quotad.config.policy import WEEKDAYS, Control, Firm, Group, Meter, ModbusSource, Policy, Rota, Township
 
-__all__ = ["Finding", "cross_check", "workshop_short_weeks"]
+__all__ = ["Finding", "cross_check", "parts", "workshop_short_weeks"]
 
 Path = tuple[str | int, ...]
 Finding = tuple[Path, str]
@@ -32,6 +32,16 @@ def _items(model: type[M], raw: Any) -> list[tuple[int, M]]:
     if not isinstance(raw, list):
         return []
     return [(i, item) for i, r in enumerate(raw) if (item := _part(model, r)) is not None]
+
+
+def parts(
+    raw: Mapping[str, Any], policy: Policy | None = None
+) -> tuple[Township | None, Control | None, list[tuple[int, Firm]]]:
+    """The township, the control period and the firms (with their index), each as far as it is valid on its own;
+    from `policy` when the document is valid as a whole."""
+    if policy is not None:
+        return policy.township, policy.control, list(enumerate(policy.firms))
+    return _part(Township, raw.get("township")), _part(Control, raw.get("control")), _items(Firm, raw.get("firms"))
 
 
 def cross_check(raw: Mapping[str, Any], policy: Policy | None = None) -> list[Finding]:
