@@ -82,7 +82,9 @@ def test_schedule_json() -> None:
     result = quotad("schedule", "-c", str(CONFIG / "township.toml"), "--from", "2010-10-24", "--days", "3", "--json")
     days = json.loads(result.stdout)
     assert [d["day"] for d in days] == ["2010-10-24", "2010-10-25", "2010-10-26"]
-    assert [d["running_groups"] for d in days] == [["seven"], ["seven"], ["seven"]]  # 25th: the override
+    # the example's swap: the 25th (the mill's day) runs the seven, the 26th (theirs) the mill
+    assert [d["running_groups"] for d in days] == [["seven"], ["seven"], ["paper"]]
+    assert [d["off_groups"] for d in days] == [["paper"], ["paper"], ["seven"]]
     assert days[0]["cap_kwh"] == 54611
     assert days[0]["phase"] == "首期"
 

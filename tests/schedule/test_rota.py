@@ -8,6 +8,7 @@ from quotad.schedule.rota import Plan
 from tests.conftest import make_policy, policy_text
 
 D = dt.date
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -141,3 +142,32 @@ def test_control_days_before_a_later_rota_start_run_every_group(tmp_path: Path) 
         ("paper", "seven"), ("paper", "seven"), ("paper", "seven"), ("paper", "seven"),
         ("paper",), ("seven",), ("paper",),
     ]  # fmt: skip
+
+
+# ---- the example township's rota -------------------------------------------------------------------------
+
+
+def test_the_example_rota_gives_each_group_every_other_day() -> None:
+    """config/township.toml: the paper mill alternates with the seven firms over the whole control period, and its
+    override is a real swap (the mill gives up 10-25 and gets 10-26), not a day the mill loses.
+
+    A swap of two days in a strict alternation always puts two days of one group side by side (10-24, 10-25 the
+    seven; 10-26, 10-27 the mill), so "each group runs in every two days" cannot hold for any override; what must
+    hold is that no group is off for more than two days running and each keeps its share of days."""
+    policy = load(ROOT / "config" / "township.toml", environ={}).policy
+    plan = Plan(policy)
+    days = [
+        policy.control.start + dt.timedelta(days=k) for k in range((policy.control.end - policy.control.start).days + 1)
+    ]
+    runs = [plan.running_groups(day) for day in days]
+    assert all(len(running) == 1 for running in runs)  # one group a day: never both, never neither
+    for group in ("paper", "seven"):
+        assert sum(group in running for running in runs) == len(days) // 2  # 46 days each, as the plain cycle gives
+        for k in range(len(days) - 2):
+            assert any(group in running for running in runs[k : k + 3]), f"{group} off {days[k]}..{days[k + 2]}"
+    assert [plan.running_groups(D(2010, 10, d)) for d in range(24, 28)] == [
+        ("seven",),
+        ("seven",),
+        ("paper",),
+        ("paper",),
+    ]
