@@ -14,6 +14,7 @@ from pathlib import Path
 
 from quotad import __version__
 from quotad.alerts import Order, cut_off_on
+from quotad.config.figures import echo
 from quotad.config.load import Loaded, load
 from quotad.errors import ConfigError, QuotadError, UsageError
 from quotad.meters.feed import counters, to_jsonl
@@ -43,7 +44,8 @@ def _parser() -> argparse.ArgumentParser:
         )  # fmt: skip
         return p
 
-    with_config("check-config", "validate the daemon file and the policy file; list every problem")
+    p = with_config("check-config", "validate the daemon file and the policy file; list every problem")
+    p.add_argument("--strict", action="store_true", help="treat warnings (values that look like a slip) as errors")
     p = with_config("schedule", "the rota as a table: who runs, who is off, who is cut off, each day")
     p.add_argument(
         "--from", dest="start", type=dt.date.fromisoformat, help="first day (default: today, or the control start)"
@@ -93,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "check-config":
-            return _check_config(args.config)
+            return _check_config(args.config, args.strict)
         if args.command == "demo":
             from quotad.demo import demo
 
@@ -148,13 +150,14 @@ def _shell(args: argparse.Namespace, loaded: Loaded) -> int:
     return 2
 
 
-def _check_config(path: Path) -> int:
+def _check_config(path: Path, strict: bool) -> int:
     try:
-        loaded = load(path)
+        loaded = load(path, strict=strict)
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem)
-        print(f"{len(exc.problems)} problem(s) found", file=sys.stderr)
+        warned = " (warnings count under --strict)" if any(p.warning for p in exc.problems) else ""
+        print(f"{len(exc.problems)} problem(s) found{warned}", file=sys.stderr)
         return 2
     for warning in loaded.warnings:
         print(warning, file=sys.stderr)
@@ -163,6 +166,11 @@ def _check_config(path: Path) -> int:
 
 
 def summary(loaded: Loaded) -> str:
+    """The `ok` line, then the figures an operator must eyeball (caps, limits, quotas), one indented line each."""
+    return "\n".join([_counts(loaded), *(f"  {line}" for line in echo(loaded.policy))])
+
+
+def _counts(loaded: Loaded) -> str:
     policy = loaded.policy
     kinds = Counter(f.kind for f in policy.firms)
     sources = Counter("Modbus" if m.modbus else "MQTT" for m in policy.meters)

@@ -350,6 +350,8 @@ class Daemon:
                 log.error("reload refused: %s", problem)
             log.error("the running policy is kept")
             return
+        for warning in loaded.warnings:  # a slip is the operator's to judge: the policy is taken, and they are told
+            log.warning("%s", warning)
         journal = Journal(self.store, loaded.policy, self.prefix, self.settings.influx is not None)
         journal.restore()
         self.journal = journal

@@ -34,7 +34,13 @@ from quotad.inspect import format_alert
 
 __all__ = ["demo"]
 
-POLICY = Path(__file__).resolve().parent.parent / "config" / "township.toml"
+
+def example_policy() -> Path:
+    """The example township: package data of an installed quotad (`quotad/example/`, built from `config/`), or
+    `config/` itself in a checkout (an editable install). Either way the one file, `config/township.toml`."""
+    package = Path(__file__).resolve().parent
+    installed = package / "example" / "township.toml"
+    return installed if installed.is_file() else package.parent / "config" / "township.toml"
 
 
 def _free_port() -> int:
@@ -107,7 +113,7 @@ class Demo:
             return result
 
     def township(self) -> Path:
-        text = POLICY.read_text(encoding="utf-8")
+        text = example_policy().read_text(encoding="utf-8")
         for old in sorted(set(re.findall(r"port = (\d+)", text))):
             text = text.replace(f"port = {old}\n", f"port = {_free_port()}\n")
         # Hundreds of times real speed turn 0.1 s of scheduling jitter into a simulated minute between a

@@ -21,16 +21,19 @@ class QuotadError(Exception):
 
 @dataclass(frozen=True, order=True)
 class Problem:
-    """One thing wrong in a configuration file, located for the operator."""
+    """One thing wrong in a configuration file, located for the operator; a `warning` when the file is usable but
+    a value looks like a slip (printed `warning: ...`; an error under `check-config --strict`)."""
 
     file: str
     line: int
     path: str
     message: str
+    warning: bool = False
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file
-        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+        text = f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+        return f"warning: {text}" if self.warning else text
 
 
 class ConfigError(QuotadError):

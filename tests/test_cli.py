@@ -25,9 +25,31 @@ def quotad(*args: str, cwd: Path = ROOT, env: dict[str, str] | None = None) -> s
 def test_shipped_config_is_valid(name: str) -> None:
     result = quotad("check-config", "-c", str(CONFIG / name))
     assert result.returncode == 0, result.stdout
-    assert "8 large firms, 12 general firms, 6 workshops, 26 meters" in result.stdout
-    assert "control 2010-10-01..2010-12-31" in result.stdout
-    assert len(result.stdout.splitlines()) == 1
+    summary, *figures = result.stdout.splitlines()
+    assert "8 large firms, 12 general firms, 6 workshops, 26 meters" in summary
+    assert "control 2010-10-01..2010-12-31" in summary
+    # the figures an operator must eyeball: the cap of each phase (from cap_from), the limits, the quotas
+    assert figures[:4] == [
+        "  daily cap 2010-10-19..2010-11-10 (首期): 54,611 kWh",
+        "  daily cap 2010-11-11..2010-12-31 (第二期): 50,000 kWh",
+        "  load cap: 3,200 kW (800 kWh in a 15-minute interval)",
+        "  daily limit shengda (盛达机电公司): 4,200 kWh",
+    ]
+    assert (
+        "  monthly quota g-001 (明辉服装厂): 12,000 kWh (baseline 15,000 kWh less 20%); opening 2010-10: 6,200 kWh "
+        "used before quotad's first reading"
+    ) in figures
+    assert "  monthly quota g-004 (宏达印刷厂): 7,200 kWh" in figures
+    assert len(figures) == 4 + 12  # and one monthly quota per general firm
+    # the example has no feeder meters (the plan names none): said once, as a warning, which --strict refuses
+    assert result.stderr.splitlines() == [
+        f"warning: {CONFIG / 'township.toml'}:19: township.feeder_meters: empty: the township's total, and its daily "
+        "cap, count the firms' meters only, not the residents and shops (list the township's feeder meters here if "
+        "it has them)"
+    ]
+    strict = quotad("check-config", "--strict", "-c", str(CONFIG / name))
+    assert strict.returncode == 2
+    assert strict.stdout.splitlines() == result.stderr.splitlines()
 
 
 def test_shipped_plan_is_the_townships() -> None:
@@ -63,7 +85,9 @@ def test_schedule_json() -> None:
     result = quotad("schedule", "-c", str(CONFIG / "township.toml"), "--from", "2010-10-24", "--days", "3", "--json")
     days = json.loads(result.stdout)
     assert [d["day"] for d in days] == ["2010-10-24", "2010-10-25", "2010-10-26"]
-    assert [d["running_groups"] for d in days] == [["seven"], ["seven"], ["seven"]]  # 25th: the override
+    # the example's swap: the 25th (the mill's day) runs the seven, the 26th (theirs) the mill
+    assert [d["running_groups"] for d in days] == [["seven"], ["seven"], ["paper"]]
+    assert [d["off_groups"] for d in days] == [["paper"], ["paper"], ["seven"]]
     assert days[0]["cap_kwh"] == 54611
     assert days[0]["phase"] == "首期"
 

@@ -12,9 +12,9 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from quotad.config.policy import WEEKDAYS, Control, Firm, Group, Meter, Policy, Rota, Township
+from quotad.config.policy import WEEKDAYS, Control, Firm, Group, Meter, ModbusSource, Policy, Rota, Township
 
-__all__ = ["Finding", "cross_check", "workshop_short_weeks"]
+__all__ = ["Finding", "cross_check", "parts", "workshop_short_weeks"]
 
 Path = tuple[str | int, ...]
 Finding = tuple[Path, str]
@@ -32,6 +32,16 @@ def _items(model: type[M], raw: Any) -> list[tuple[int, M]]:
     if not isinstance(raw, list):
         return []
     return [(i, item) for i, r in enumerate(raw) if (item := _part(model, r)) is not None]
+
+
+def parts(
+    raw: Mapping[str, Any], policy: Policy | None = None
+) -> tuple[Township | None, Control | None, list[tuple[int, Firm]]]:
+    """The township, the control period and the firms (with their index), each as far as it is valid on its own;
+    from `policy` when the document is valid as a whole."""
+    if policy is not None:
+        return policy.township, policy.control, list(enumerate(policy.firms))
+    return _part(Township, raw.get("township")), _part(Control, raw.get("control")), _items(Firm, raw.get("firms"))
 
 
 def cross_check(raw: Mapping[str, Any], policy: Policy | None = None) -> list[Finding]:
@@ -62,6 +72,7 @@ def cross_check(raw: Mapping[str, Any], policy: Policy | None = None) -> list[Fi
     group_ids = _raw_ids(raw.get("groups"))
     found += _firm_refs(firms, group_ids)
     found += _meter_refs(meters, _raw_ids(raw.get("firms")), township, raw.get("meters"))
+    found += _gateway_settings(meters)
     if rota is not None:
         found += _rota_refs(rota, group_ids, bool(raw.get("groups")))
     if control is not None:
@@ -112,6 +123,28 @@ def _meter_refs(
             yield ("township", "feeder_meters", k), f"unknown meter {feeder!r}"
         elif firm_of[feeder] is not None:
             yield ("township", "feeder_meters", k), f"meter {feeder!r} belongs to firm {firm_of[feeder]!r}"
+
+
+_LINE_SETTINGS = {"serial": ("baudrate", "parity", "stopbits", "bytesize"), "tcp": ("framer",)}
+
+
+def _gateway_settings(meters: list[tuple[int, Meter]]) -> Iterator[Finding]:
+    """Meters on one serial port, or behind one TCP gateway (host and port), share one connection: the line's
+    settings are the first meter's, and a meter that disagrees would need the port opened a second time."""
+    first: dict[tuple[str, ...], tuple[int, str, ModbusSource]] = {}
+    for i, meter in meters:
+        source = meter.modbus
+        if source is None:
+            continue
+        j, owner, line = first.setdefault(source.line, (i, meter.id, source))
+        if source.serial is not None:
+            where, rule = f"serial port {source.serial} is set to", "the meters on one port share its settings"
+        else:
+            where, rule = f"gateway {source.host}:{source.port} is read with", "the meters behind one gateway share it"
+        for name in _LINE_SETTINGS[source.line[0]]:
+            theirs = getattr(line, name)
+            if getattr(source, name) != theirs:
+                yield ("meters", i, "modbus", name), f"{where} {name} {theirs!r} by meters[{j}] ({owner}): {rule}"
 
 
 def _rota_refs(rota: Rota, group_ids: set[str], have_groups: bool) -> Iterator[Finding]:
@@ -172,11 +205,19 @@ def _dates_in_control(
     if township is not None and township.cap_from is not None and outside(township.cap_from):
         yield ("township", "cap_from"), _outside(f"cap_from {township.cap_from}", control)
     if rota is not None:
-        if outside(rota.start):
-            yield ("rota", "start"), _outside(f"the rota's start {rota.start}", control)
+        # rota.start anchors the cycle: before [control] it is a cycle already running; after control.end no
+        # control day would follow it. Before it every group runs, so an override dated earlier changes nothing.
+        if rota.start > control.end:
+            yield ("rota", "start"), f"the rota starts on {rota.start}, after the control period ends on {control.end}"
         for j, override in enumerate(rota.overrides):
             if outside(override.date):
                 yield ("rota", "overrides", j, "date"), _outside(f"override date {override.date}", control)
+            elif override.date < rota.start:
+                yield (
+                    ("rota", "overrides", j, "date"),
+                    f"override date {override.date} lies before the rota's start {rota.start}: every group runs "
+                    "until the rota starts, so the override would have no effect",
+                )
     for i, firm in firms:
         for k, day in enumerate(firm.rest_dates):
             if outside(day):

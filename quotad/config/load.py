@@ -1,7 +1,8 @@
 """Load the daemon file and the policy file, reporting every problem as `file:line: field.path: message`.
 
 Lines come from `PositionIndex` (a small tested scanner: tomllib gives no positions). Values overridden by
-the environment are reported against the variable (`$QUOTAD_MQTT__PORT: mqtt.port: ...`).
+the environment are reported against the variable (`$QUOTAD_MQTT__PORT: mqtt.port: ...`). Warnings (a value that
+looks like a slip, a secret others can read) come in the same form; `strict` makes them problems.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pydantic_core import ErrorDetails
 
 from quotad.config.crosscheck import cross_check
 from quotad.config.daemon import DaemonSettings
+from quotad.config.figures import slips
 from quotad.config.policy import Policy
 from quotad.config.tomlpos import PositionIndex
 from quotad.errors import ConfigError, Problem
@@ -37,7 +39,7 @@ class Loaded:
     policy_path: Path
     daemon: DaemonSettings | None = None
     daemon_path: Path | None = None
-    warnings: tuple[str, ...] = ()  # not errors, but an operator should know (a secret readable by everyone)
+    warnings: tuple[Problem, ...] = ()  # not errors, but an operator should know: a slip, a secret others can read
 
 
 @dataclass
@@ -47,12 +49,14 @@ class _Doc:
     index: PositionIndex
     env_keys: dict[Loc, str]
 
-    def problem(self, loc: Loc, message: str) -> Problem:
+    def problem(self, loc: Loc, message: str, *, warning: bool = False) -> Problem:
         loc = _real_loc(self.raw, loc)
         for n in range(len(loc), 0, -1):
             if loc[:n] in self.env_keys:
-                return Problem(f"${self.env_keys[loc[:n]]}", 0, format_path(loc), message)
-        return Problem(str(self.path), self.index.line_of(loc), format_path(loc), message)
+                return Problem(f"${self.env_keys[loc[:n]]}", 0, format_path(loc), message, warning)
+        # a missing key is on its table's line: asking for the table spares a scan of the rest of the file
+        known = loc if _child_at(self.raw, loc) is not _ABSENT else loc[:-1]
+        return Problem(str(self.path), self.index.line_of(known), format_path(loc), message, warning)
 
 
 def format_path(loc: Loc) -> str:
@@ -62,20 +66,28 @@ def format_path(loc: Loc) -> str:
     return out
 
 
-def load(path: Path, environ: Mapping[str, str] | None = None) -> Loaded:
-    """Load `path`: a daemon file (which names its policy) or a policy file on its own."""
+def load(path: Path, environ: Mapping[str, str] | None = None, *, strict: bool = False) -> Loaded:
+    """Load `path`: a daemon file (which names its policy) or a policy file on its own. Its warnings come with
+    it; `strict`: they are problems, raised with the errors (`check-config --strict`)."""
     env = dict(os.environ if environ is None else environ)
     raw, index = _read(path)
     if "township" in raw:
-        return Loaded(load_policy(path, env, (raw, index)), path)
-    return _load_daemon(path, raw, index, env)
+        policy, warnings = _load_policy(path, env, (raw, index), strict)
+        return Loaded(policy, path, warnings=warnings)
+    return _load_daemon(path, raw, index, env, strict)
 
 
 def load_policy(
     path: Path, environ: Mapping[str, str] | None = None, parsed: tuple[dict[str, Any], PositionIndex] | None = None
 ) -> Policy:
+    return _load_policy(path, dict(os.environ if environ is None else environ), parsed, strict=False)[0]
+
+
+def _load_policy(
+    path: Path, env: dict[str, str], parsed: tuple[dict[str, Any], PositionIndex] | None, strict: bool
+) -> tuple[Policy, tuple[Problem, ...]]:
     raw, index = parsed or _read(path)
-    raw, env_keys = _with_env(raw, dict(os.environ if environ is None else environ), _POLICY_TABLES)
+    raw, env_keys = _with_env(raw, env, _POLICY_TABLES)
     doc = _Doc(path, raw, index, env_keys)
     problems: list[Problem] = []
     policy: Policy | None = None
@@ -85,9 +97,12 @@ def load_policy(
         problems += [doc.problem(err["loc"], _message(err)) for err in exc.errors()]
     problems += [doc.problem(loc, message) for loc, message in cross_check(raw, policy)]
     problems += [doc.problem(loc, message) for loc, message in _template_findings(raw)]
-    if problems or policy is None:
-        raise ConfigError(_dedupe(problems))
-    return policy
+    warnings: tuple[Problem, ...] = ()
+    if strict or not problems:  # a broken file's slips wait until it loads, unless they count as problems
+        warnings = tuple(doc.problem(loc, message, warning=True) for loc, message in slips(raw, policy))
+    if problems or policy is None or (strict and warnings):
+        raise ConfigError(_dedupe(problems) + list(warnings))
+    return policy, warnings
 
 
 def _template_findings(raw: dict[str, Any]) -> list[tuple[Loc, str]]:
@@ -106,7 +121,7 @@ def _template_findings(raw: dict[str, Any]) -> list[tuple[Loc, str]]:
     return found
 
 
-def _load_daemon(path: Path, raw: dict[str, Any], index: PositionIndex, env: dict[str, str]) -> Loaded:
+def _load_daemon(path: Path, raw: dict[str, Any], index: PositionIndex, env: dict[str, str], strict: bool) -> Loaded:
     doc = _Doc(path, raw, index, _env_keys(env, exclude=_POLICY_TABLES))
     problems: list[Problem] = []
     settings: DaemonSettings | None = None
@@ -117,26 +132,29 @@ def _load_daemon(path: Path, raw: dict[str, Any], index: PositionIndex, env: dic
     if settings is None:
         policy_ref = raw.get("policy")
         if isinstance(policy_ref, str) and (path.parent / policy_ref).is_file():
-            problems += _policy_problems(path.parent / policy_ref, env)
+            problems += _policy_problems(path.parent / policy_ref, env, strict)
         raise ConfigError(_dedupe(problems))
     settings = _resolved(settings, path.parent)
     problems += _secret_problems(doc, settings)
+    warnings = _secret_warnings(doc, settings)
+    if strict:
+        problems += warnings
     if not settings.policy.is_file() or not os.access(settings.policy, os.R_OK):
         problems.append(doc.problem(("policy",), f"cannot read the policy file {settings.policy}"))
         raise ConfigError(_dedupe(problems))
     policy: Policy | None = None
-    try:
-        policy = load_policy(settings.policy, env)  # once: a 10,000-meter policy takes a quarter of a second
+    try:  # once: a 10,000-meter policy takes a quarter of a second
+        policy, policy_warnings = _load_policy(settings.policy, env, None, strict)
     except ConfigError as exc:
         problems += exc.problems
     if problems or policy is None:
         raise ConfigError(_dedupe(problems))
-    return Loaded(policy, settings.policy, settings, path, _secret_warnings(doc, settings))
+    return Loaded(policy, settings.policy, settings, path, warnings + policy_warnings)
 
 
-def _policy_problems(path: Path, env: dict[str, str]) -> list[Problem]:
+def _policy_problems(path: Path, env: dict[str, str], strict: bool) -> list[Problem]:
     try:
-        load_policy(path, env)
+        _load_policy(path, env, None, strict)
     except ConfigError as exc:
         return exc.problems
     return []
@@ -165,14 +183,13 @@ def _secret_files(settings: DaemonSettings) -> list[tuple[Loc, Path]]:
     return [(loc, file) for loc, file in files if file is not None]
 
 
-def _secret_warnings(doc: _Doc, settings: DaemonSettings) -> tuple[str, ...]:
+def _secret_warnings(doc: _Doc, settings: DaemonSettings) -> tuple[Problem, ...]:
     """A secret file that others can read (mode & 0o004) is worth a warning: the secret is not secret."""
-    warnings = []
-    for loc, file in _secret_files(settings):
-        if file.is_file() and file.stat().st_mode & 0o004:
-            where = doc.problem(loc, f"{file} is readable by every user (chmod 600 it)")
-            warnings.append(f"warning: {where}")
-    return tuple(warnings)
+    return tuple(
+        doc.problem(loc, f"{file} is readable by every user (chmod 600 it)", warning=True)
+        for loc, file in _secret_files(settings)
+        if file.is_file() and file.stat().st_mode & 0o004
+    )
 
 
 def _secret_problems(doc: _Doc, settings: DaemonSettings) -> list[Problem]:
@@ -251,6 +268,15 @@ def _child(node: Any, part: str | int) -> Any:
     return _ABSENT
 
 
+def _child_at(raw: Any, loc: Loc) -> Any:
+    node = raw
+    for part in loc:
+        node = _child(node, part)
+        if node is _ABSENT:
+            break
+    return node
+
+
 def _real_loc(raw: Any, loc: Loc) -> Loc:
     """Drop the union-member tags pydantic puts in a location, keeping the parts that exist in the file."""
     out: list[str | int] = []
@@ -282,10 +308,13 @@ def _message(err: ErrorDetails) -> str:
 
 
 def _dedupe(problems: list[Problem]) -> list[Problem]:
+    """One error per key (the first found says it); warnings are each their own (one key may have two slips)."""
     seen: set[tuple[str, int, str]] = set()
     out = []
     for p in problems:
-        if (p.file, p.line, p.path) not in seen:
+        if p.warning:
+            out.append(p)
+        elif (p.file, p.line, p.path) not in seen:
             seen.add((p.file, p.line, p.path))
             out.append(p)
     return out

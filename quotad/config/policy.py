@@ -206,6 +206,15 @@ class ModbusSource(_Model):
     timeout_s: Annotated[float, Field(gt=0, le=60, strict=True)] = 1.0
     framer: Literal["tcp", "rtu"] = "tcp"
 
+    @property
+    def line(self) -> tuple[str, ...]:
+        """The physical line the meter is read over, opened once for all its meters: the serial port's path,
+        or the gateway's host and port. Its settings (baudrate, parity, stopbits, bytesize; framer) are the
+        line's, and the meters on it must agree on them (a cross-check)."""
+        if self.serial is not None:
+            return ("serial", self.serial)
+        return ("tcp", self.host or "", str(self.port))
+
     @model_validator(mode="after")
     def _one_way_each(self) -> ModbusSource:
         if (self.host is None) == (self.serial is None):

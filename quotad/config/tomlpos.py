@@ -8,9 +8,10 @@ kind of string, multi-line arrays, inline tables and comments, so values are nev
 from __future__ import annotations
 
 import bisect
-import functools
+import re
 import string
 import tomllib
+from collections.abc import Iterator
 
 __all__ = ["PositionIndex"]
 
@@ -25,21 +26,37 @@ class PositionIndex:
     """Where each key and table of one TOML text starts."""
 
     def __init__(self, lines: dict[Path, int] | None = None, text: str | None = None) -> None:
-        self._given, self._text = lines, text
+        self._text = text or ""
+        self._lines: dict[Path, int] = dict(lines) if lines is not None else {}
+        self._scanner: _Scanner | None = None  # made at the first lookup
+        self._steps: Iterator[bool] = iter(())
+        self._done = lines is not None
 
     @classmethod
     def from_text(cls, text: str) -> PositionIndex:
-        """Scanned when a line is first asked for: a valid file (every daemon start, every reload) needs none."""
+        """Scanned when a line is first asked for, and only as far as needed: a valid file needs none, a warning
+        about a key near the top of a 10,000-meter file only the top."""
         return cls(text=text)
 
-    @functools.cached_property
-    def _lines(self) -> dict[Path, int]:
-        return dict(self._given) if self._given is not None else _Scanner(self._text or "").run()
+    def _scan_until(self, path: Path) -> None:
+        """Scan on until `path` is recorded for good (a header or key: first line wins; a table only implied so far
+        may still get its own header) or the text ends."""
+        if self._done:
+            return
+        if self._scanner is None:
+            self._scanner = _Scanner(self._text)
+            self._lines, self._steps = self._scanner.lines, self._scanner.steps()
+        scanner = self._scanner
+        while path not in scanner.lines or path in scanner.implicit:
+            if not next(self._steps, False):
+                self._done = True  # the whole text is scanned
+                return
 
     def line_of(self, path: Path) -> int:
         """1-based line of the key or table at `path`; for a path not recorded (a missing key, an
         element inside an array value, a key inside an inline table), the line of the nearest recorded
         ancestor; 1 when nothing matches."""
+        self._scan_until(path)
         for n in range(len(path), 0, -1):
             line = self._lines.get(path[:n])
             if line is not None:
@@ -48,6 +65,7 @@ class PositionIndex:
 
     def exact(self, path: Path) -> int | None:
         """The recorded line of exactly this path, or None."""
+        self._scan_until(path)
         return self._lines.get(path)
 
 
@@ -57,12 +75,18 @@ class _Scanner:
     def __init__(self, text: str) -> None:
         self.text = text
         self.pos = 0
-        self.breaks = [i for i, char in enumerate(text) if char == "\n"]
+        self.breaks = [match.start() for match in re.finditer("\n", text)]
         self.lines: dict[Path, int] = {}
         self.implicit: set[Path] = set()  # tables only implied by a longer header or a dotted key
         self.counts: dict[Path, int] = {}  # array of tables -> number of elements so far
 
     def run(self) -> dict[Path, int]:
+        for _ in self.steps():
+            pass
+        return self.lines
+
+    def steps(self) -> Iterator[bool]:
+        """The scan, one header or key-value pair at a time (each step yields True)."""
         table: Path = ()
         while self.skip(_BLANK):
             if self.text.startswith("[[", self.pos):
@@ -71,7 +95,7 @@ class _Scanner:
                 table = self.header(array=False)
             else:
                 self.keyval(table)
-        return self.lines
+            yield True
 
     # -- recording ---------------------------------------------------------------------------------------
 

@@ -2,7 +2,7 @@
 
 - Read-only by construction: `ReadOnlyLink` owns the pymodbus client and exposes one method, `read`, which
   can only send function code 3 (read holding registers) or 4 (read input registers).
-- Meters with the same gateway (host/port/framer, or serial port) share one link and one lock; a gateway's
+- Meters with the same gateway (host and port, or serial port) share one link and one lock; a gateway's
   units are read one after another, different gateways concurrently, each in its own task.
 - Each meter is polled every `poll_s` on the clock's grid (every minute on the minute); a unit that does not
   answer costs its own timeout, then backs off (bounded) without delaying another gateway.
@@ -38,20 +38,16 @@ _MAX_BACKOFF_S = 300.0
 
 
 def gateway_key(source: ModbusSource) -> GatewayKey:
+    """One owner per physical port: a serial port by its path, a TCP gateway by host and port. Its meters share
+    the line's settings: the policy's cross-check refuses meters that disagree, so a port is never opened twice."""
+    return source.line
+
+
+def describe(source: ModbusSource) -> str:
+    """The gateway as the log names it: `host:port/framer`, or `port@baudrate` for a serial line."""
     if source.serial is not None:
-        return (
-            "serial",
-            source.serial,
-            str(source.baudrate),
-            source.parity,
-            str(source.stopbits),
-            str(source.bytesize),
-        )
-    return ("tcp", source.host or "", str(source.port), source.framer)
-
-
-def describe(key: GatewayKey) -> str:
-    return f"{key[1]}:{key[2]}/{key[3]}" if key[0] == "tcp" else f"{key[1]}@{key[2]}"
+        return f"{source.serial}@{source.baudrate}"
+    return f"{source.host}:{source.port}/{source.framer}"
 
 
 class ReadOnlyLink:
@@ -116,6 +112,7 @@ class _Polled:
 class Gateway:
     key: GatewayKey
     link: ReadOnlyLink
+    name: str  # for the log: describe() of the line's settings
     meters: list[_Polled] = field(default_factory=list)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     reads: int = 0
@@ -135,7 +132,7 @@ class ModbusPoller:
             key = gateway_key(source)
             gateway = self.gateways.get(key)
             if gateway is None:
-                gateway = self.gateways[key] = Gateway(key, ReadOnlyLink(source, source.timeout_s))
+                gateway = self.gateways[key] = Gateway(key, ReadOnlyLink(source, source.timeout_s), describe(source))
             blocks = plan_blocks(fields_for(source))
             gateway.meters.append(_Polled(meter, source.unit, round(source.poll_s * MICROS_PER_S), blocks))
 
@@ -144,7 +141,7 @@ class ModbusPoller:
         try:
             async with asyncio.TaskGroup() as group:
                 for gateway in self.gateways.values():
-                    group.create_task(self._gateway(gateway), name=f"modbus {describe(gateway.key)}")
+                    group.create_task(self._gateway(gateway), name=f"modbus {gateway.name}")
         finally:
             for gateway in self.gateways.values():
                 gateway.link.close()
@@ -194,9 +191,7 @@ class ModbusPoller:
             self._fault(gateway, polled, polled.blocks[0].start, "no usable energy counter")
             return None
         if polled.faulty:
-            log.info(
-                "meter %s (gateway %s, unit %d) answers again", polled.meter.id, describe(gateway.key), polled.unit
-            )
+            log.info("meter %s (gateway %s, unit %d) answers again", polled.meter.id, gateway.name, polled.unit)
         polled.failures, polled.faulty = 0, False
         reading = Reading(polled.meter.id, t, values["energy_kwh"], values.get("power_kw"))
         self.on_reading(reading)
@@ -208,7 +203,7 @@ class ModbusPoller:
             polled.faulty = True
             log.warning(
                 "meter %s (gateway %s, unit %d, address %d): %s; no reading until it answers again",
-                polled.meter.id, describe(gateway.key), polled.unit, address, reason,
+                polled.meter.id, gateway.name, polled.unit, address, reason,
             )  # fmt: skip
 
 

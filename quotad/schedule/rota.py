@@ -43,7 +43,9 @@ class Plan:
         }
 
     def running_groups(self, day: dt.date) -> tuple[str, ...]:
-        """The groups allowed to run on `day`, in the policy's order (all of them outside the rota)."""
+        """The groups allowed to run on `day`, in the policy's order: all of them without a rota, outside the
+        control period and on its days before `rota.start`; else the cycle counted from `rota.start` (which may
+        lie before the control period: a cycle already running), or the day's override."""
         rota = self._rota
         if rota is None or day not in self.control or day < rota.start:
             return self._groups

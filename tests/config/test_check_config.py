@@ -10,6 +10,13 @@ must produce, one comment line each:
 the declaring file's folder. The output must hold, for each, a line starting with `<file as printed>:LINE:
 field.path: message` (the message may go on), and no other problem line. Files under `valid/` and
 `broken/_valid.toml` (the policy every broken file is a copy of) must pass.
+
+Files under `warned/`, `valid/` and `broken/_valid.toml` declare the warnings they must produce the same way:
+
+    # warn: 7: township.daily_cap_kwh: a daily cap of 5.4611 kWh is below 100 kWh
+
+They pass (exit 0) with exactly those `warning: FILE:LINE: field.path: message` lines on stderr and the `ok`
+summary on stdout; under `--strict` the same lines are the problems (exit 2) and there is no `ok`.
 """
 
 from __future__ import annotations
@@ -26,28 +33,31 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 BROKEN = HERE / "broken"
 VALID = HERE / "valid"
+WARNED = HERE / "warned"
 VALID_POLICY = BROKEN / "_valid.toml"
 VALID_DAEMON = VALID / "quotad.toml"
 
 _EXPECT = re.compile(r"^# expect: (?:(?P<file>[^:\s]+):)?(?P<line>\d+): (?P<rest>.+)$")
+_WARN = re.compile(r"^# warn: (?:(?P<file>[^:\s]+):)?(?P<line>\d+): (?P<rest>.+)$")
 
 BROKEN_FILES = [
     *sorted(p for p in BROKEN.glob("*.toml") if not p.name.startswith("_")),
     *sorted(BROKEN.glob("*/quotad.toml")),
 ]
 VALID_FILES = [VALID_POLICY, *sorted(VALID.glob("*.toml"))]
+WARNED_FILES = sorted(WARNED.glob("*.toml"))
 
 
 def _id(path: Path) -> str:
-    return path.relative_to(BROKEN if path.is_relative_to(BROKEN) else VALID).as_posix()
+    return path.relative_to(next(d for d in (BROKEN, VALID, WARNED) if path.is_relative_to(d))).as_posix()
 
 
-def check_config(path: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run `quotad check-config -c path` with a clean environment (no QUOTAD_* variables) plus `env`."""
+def check_config(path: Path, env: dict[str, str] | None = None, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run `quotad check-config -c path [args]` with a clean environment (no QUOTAD_* variables) plus `env`."""
     clean = {k: v for k, v in os.environ.items() if not k.upper().startswith("QUOTAD_")}
     clean.update(PYTHONIOENCODING="utf-8", **(env or {}))
     return subprocess.run(
-        [sys.executable, "-m", "quotad", "check-config", "-c", str(path)],
+        [sys.executable, "-m", "quotad", "check-config", "-c", str(path), *args],
         capture_output=True,
         text=True,
         encoding="utf-8",
@@ -58,15 +68,27 @@ def check_config(path: Path, env: dict[str, str] | None = None) -> subprocess.Co
     )
 
 
-def expectations(path: Path) -> list[str]:
-    """The output-line prefixes that `path`'s `# expect:` comments declare."""
+def expectations(path: Path, declared: re.Pattern[str] = _EXPECT) -> list[str]:
+    """The output-line prefixes that `path`'s `# expect:` (or `# warn:`) comments declare."""
     found = []
     for text in path.read_text(encoding="utf-8").splitlines():
-        match = _EXPECT.match(text)
+        match = declared.match(text)
         if match:
             file = path if match["file"] is None else path.parent / match["file"]
             found.append(f"{file}:{match['line']}: {match['rest']}")
     return found
+
+
+def unmatched(expected: list[str], lines: list[str]) -> tuple[list[str], list[str]]:
+    """(expected prefixes no line starts with, lines no expected prefix accounts for), each line used once."""
+    left, missing = list(lines), []
+    for prefix in expected:
+        hit = next((line for line in left if line.startswith(prefix)), None)
+        if hit is None:
+            missing.append(prefix)
+        else:
+            left.remove(hit)
+    return missing, left
 
 
 def problem_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
@@ -87,27 +109,58 @@ def test_broken_file_lists_exactly_its_problems(path: Path) -> None:
     assert expected, f"{path} declares no `# expect:` line"
     result = check_config(path)
     _no_traceback(result)
-    unmatched = problem_lines(result)
-    missing = []
-    for prefix in expected:
-        hit = next((line for line in unmatched if line.startswith(prefix)), None)
-        if hit is None:
-            missing.append(prefix)
-        else:
-            unmatched.remove(hit)
-    report = f"missing: {missing}\nunexpected: {unmatched}\n{_show(result)}"
+    missing, unexpected = unmatched(expected, problem_lines(result))
+    report = f"missing: {missing}\nunexpected: {unexpected}\n{_show(result)}"
     assert not missing, report
-    assert not unmatched, report
+    assert not unexpected, report
     assert len(problem_lines(result)) == len(expected), _show(result)
     assert result.returncode == 2, _show(result)
 
 
-@pytest.mark.parametrize("path", VALID_FILES, ids=_id)
-def test_valid_file_passes_with_a_one_line_summary(path: Path) -> None:
-    result = check_config(path)
+def passed_with_a_summary(result: subprocess.CompletedProcess[str]) -> None:
+    """Exit 0; stdout is the `ok` line, then the figures to eyeball, one indented line each."""
     _no_traceback(result)
     assert result.returncode == 0, _show(result)
-    assert len(problem_lines(result)) == 1, _show(result)
+    lines = problem_lines(result)
+    assert ": ok: " in lines[0], _show(result)
+    assert all(line.startswith("  ") for line in lines[1:]), _show(result)
+
+
+@pytest.mark.parametrize("path", VALID_FILES + WARNED_FILES, ids=_id)
+def test_valid_file_passes_with_exactly_its_warnings(path: Path) -> None:
+    expected = [f"warning: {line}" for line in expectations(path, _WARN)]
+    result = check_config(path)
+    passed_with_a_summary(result)
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    missing, unexpected = unmatched(expected, warnings)
+    assert (missing, unexpected) == ([], []), _show(result)
+    assert len(result.stderr.splitlines()) == len(expected), _show(result)
+
+
+@pytest.mark.parametrize("path", VALID_FILES + WARNED_FILES, ids=_id)
+def test_strict_makes_the_warnings_problems(path: Path) -> None:
+    expected = [f"warning: {line}" for line in expectations(path, _WARN)]
+    assert expected, f"{path} declares no `# warn:` line"
+    result = check_config(path, None, "--strict")
+    _no_traceback(result)
+    missing, unexpected = unmatched(expected, problem_lines(result))
+    assert (missing, unexpected) == ([], []), _show(result)
+    assert result.returncode == 2, _show(result)
+
+
+def test_the_warnings_cover_every_kind_of_slip() -> None:
+    declared = " ".join(line for path in WARNED_FILES for line in expectations(path, _WARN))
+    for kind in (
+        "township.daily_cap_kwh: a daily cap of 5.4611 kWh is below 100 kWh",  # the issue's own example
+        "control.phases[1].daily_cap_kwh:",
+        "].daily_limit_kwh: a daily limit of 0.42 kWh is below 100 kWh",
+        "is not above the firm's standby of 50 kWh (township.standby_kwh)",
+        "is not above the firm's standby of 150 kWh (its standby_kwh)",
+        "].monthly_quota_kwh: a monthly quota of",
+        "].baseline_kwh: a baseline of",
+        "township.feeder_meters: empty",
+    ):
+        assert kind in declared, kind
 
 
 def test_the_suite_covers_enough_cases() -> None:
@@ -134,9 +187,36 @@ def test_bad_environment_value_is_reported_against_the_variable(value: str, mess
 
 def test_environment_overrides_a_valid_file() -> None:
     result = check_config(VALID_DAEMON, {"QUOTAD_MQTT__PORT": "1884"})
-    _no_traceback(result)
-    assert result.returncode == 0, _show(result)
-    assert len(problem_lines(result)) == 1, _show(result)
+    passed_with_a_summary(result)
+
+
+def test_a_slip_from_the_environment_is_reported_against_the_variable() -> None:
+    env = {"QUOTAD_TOWNSHIP__DAILY_CAP_KWH": "5.4611"}
+    result = check_config(VALID_DAEMON, env)
+    passed_with_a_summary(result)
+    warning = "warning: $QUOTAD_TOWNSHIP__DAILY_CAP_KWH: township.daily_cap_kwh: a daily cap of 5.4611 kWh is below"
+    assert warning in result.stderr, _show(result)
+    strict = check_config(VALID_DAEMON, env, "--strict")
+    assert strict.returncode == 2, _show(strict)
+    assert warning in strict.stdout, _show(strict)
+
+
+def test_strict_lists_errors_and_warnings_together(tmp_path: Path) -> None:
+    """Under --strict a warning is a problem like any other: listed with the errors, in one run."""
+    text = VALID_POLICY.read_text(encoding="utf-8")
+    text = text.replace("daily_cap_kwh = 54611", "daily_cap_kwh = 5.4611").replace('group = "paper"', 'group = "papr"')
+    path = tmp_path / "township.toml"
+    path.write_text(text, encoding="utf-8")
+    lenient, strict = check_config(path), check_config(path, None, "--strict")
+    assert lenient.returncode == strict.returncode == 2, _show(lenient) + _show(strict)
+    assert [line.split(": ")[1] for line in problem_lines(lenient)] == ["firms[0].group"], _show(lenient)
+    assert problem_lines(strict) == [
+        f"warning: {path}:4: township.feeder_meters: not given: the township's total, and its daily cap, count the "
+        "firms' meters only, not the residents and shops (list the township's feeder meters here if it has them)",
+        f"warning: {path}:8: township.daily_cap_kwh: a daily cap of 5.4611 kWh is below 100 kWh: if it was meant in "
+        "万度 (10,000 kWh), write 54,611",
+        f"{path}:38: firms[0].group: unknown group 'papr' (groups: paper, seven)",
+    ], _show(strict)
 
 
 def test_bad_environment_value_for_the_policy_is_reported_against_the_variable() -> None:

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from quotad.config.tomlpos import PositionIndex
+from quotad.config.tomlpos import PositionIndex, _Scanner
 
 Path = tuple[str | int, ...]
 
@@ -403,3 +403,20 @@ def test_generated_documents(document: Doc) -> None:
     assert set(document.expected) <= found  # the generator's own bookkeeping
     for path in found:
         assert index.exact(path) == document.expected.get(path), (path, text)
+
+
+@settings(max_examples=100, deadline=None)
+@given(documents(), st.data())
+def test_a_lookup_that_scans_only_part_of_the_text_agrees_with_the_whole_scan(
+    document: Doc, data: st.DataObject
+) -> None:
+    """The index scans only as far as a lookup needs (a warning on a key near the top of a 10,000-meter file):
+    lookups in any order, each on an index scanned only that far, give the lines of the whole scan."""
+    text = "\n".join(document.lines) + "\n"
+    whole = PositionIndex(_Scanner(text).run())
+    found = sorted(set(paths(tomllib.loads(text))), key=repr)
+    asked = data.draw(st.lists(st.sampled_from(found) if found else st.just(("missing",)), max_size=8))
+    partial = PositionIndex.from_text(text)
+    for path in [*asked, (*asked[0], "missing")] if asked else [("missing",)]:
+        assert partial.line_of(path) == whole.line_of(path), (path, text)
+        assert partial.exact(path) == whole.exact(path), (path, text)

@@ -148,6 +148,7 @@ def test_a_morning_enforced_live_with_outages_reload_and_watchdog(tmp_path: Path
         log = town.log()
         assert "cutoff order of w-003 lifted" in log
         assert "policy reloaded" in log
+        assert log.count("township.feeder_meters: empty") == 2  # a warning, logged at start and at the good reload
         assert "reload refused:" in log
         assert "township.daily_cap_kwh" in log
         assert "Traceback" not in log

@@ -40,9 +40,12 @@ def daemon_file(tmp: Path, mode: int) -> Path:
     return config
 
 
-def check_config(config: Path) -> subprocess.CompletedProcess[str]:
+def check_config(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "quotad", "check-config", "-c", str(config)], capture_output=True, text=True, check=False
+        [sys.executable, "-m", "quotad", "check-config", "-c", str(config), *args],
+        capture_output=True,
+        text=True,
+        check=False,
     )
 
 
@@ -53,12 +56,17 @@ def test_a_world_readable_secret_is_flagged_and_no_secret_is_printed(tmp_path: P
     assert "readable by every user" in result.stderr
     assert "influx.token_file" not in result.stderr  # 0600: fine
     assert SECRET not in result.stdout + result.stderr
+    strict = check_config(daemon_file(tmp_path, 0o644), "--strict")
+    assert strict.returncode == 2, strict.stdout
+    assert f"warning: {tmp_path / 'quotad.toml'}:5: mqtt.password_file: " in strict.stdout
+    assert SECRET not in strict.stdout + strict.stderr
 
 
 def test_a_private_secret_is_not_flagged(tmp_path: Path) -> None:
     result = check_config(daemon_file(tmp_path, 0o600))
     assert result.returncode == 0
-    assert "warning" not in result.stderr
+    # the example township's own warning (no feeder meters) is the only one: nothing about the secrets
+    assert [line.split(": ")[2] for line in result.stderr.splitlines()] == ["township.feeder_meters"]
 
 
 def test_a_broken_config_never_prints_the_secret(tmp_path: Path) -> None:
