@@ -160,6 +160,8 @@ class Demo:
                 if "/alerts/" in topic and str(data.get("id")) not in seen:
                     seen.add(str(data.get("id")))
                     self.out.write(format_alert(data) + "\n")
+                elif topic.endswith("/notices") and data.get("message"):
+                    self.out.write(f"  [通知] {data['message']}\n")  # what firms and residents are told
                 elif topic.endswith("/status/township") and data:
                     day = str(data.get("day"))
                     if day >= f"2010-10-{end_day:02d}":
@@ -191,6 +193,7 @@ class Demo:
     def _subscribe(client: mqtt.Client, userdata: object, flags: object, reason: object, props: object) -> None:
         client.subscribe("quotad/xx-town/alerts/#", 1)
         client.subscribe("quotad/xx-town/status/township", 1)
+        client.subscribe("quotad/xx-town/notices", 1)
 
     def stop(self) -> None:
         for name, process in reversed(self.processes):
