@@ -182,6 +182,7 @@ def _counts(loaded: Loaded) -> str:
     kinds = Counter(f.kind for f in policy.firms)
     sources = Counter("Modbus" if m.modbus else "MQTT" for m in policy.meters)
     files = f"{loaded.daemon_path} + {loaded.policy_path}" if loaded.daemon_path else str(loaded.policy_path)
+    # TRANSLATORS: keep "{files}: " as it is: a problem's line starts the same way
     message = _(
         "{files}: ok: 1 township ({township}), {large} large firms, {general} general firms, {workshops} workshops, "
         "{meters} meters ({modbus} Modbus, {mqtt} MQTT); control {start}..{end}"

@@ -208,6 +208,7 @@ def _control(control: Control) -> Iterator[Finding]:
 
 
 def _outside(what: str, control: Control) -> str:
+    # TRANSLATORS: {what} is "phase {name!r}", "cap_from {date}", "override date {date}" or "rest date {date}"
     message = _("{what} lies outside the control period {start}..{end}")
     return message.format(what=what, start=control.start, end=control.end)
 

@@ -59,6 +59,7 @@ def slips(raw: Mapping[str, Any], policy: Policy | None = None) -> list[Finding]
 
 
 def _unit_slip(what: str, value: float) -> str:
+    # TRANSLATORS: {what} is "a daily cap", "a daily limit", "a monthly quota" or "a baseline", translated apart
     message = _("{what} of {value} kWh is below {floor} kWh: if it was meant in 万度 (10,000 kWh), write {kwh}")
     return message.format(what=what, value=kwh(value), floor=kwh(SLIP_BELOW_KWH), kwh=kwh(value * 10_000))
 
