@@ -15,8 +15,10 @@ from pathlib import Path
 from quotad import __version__
 from quotad.alerts import Order, cut_off_on
 from quotad.config.figures import echo
+from quotad.config.foreign import os_error
 from quotad.config.load import Loaded, load
 from quotad.errors import ConfigError, QuotadError, UsageError
+from quotad.i18n import _
 from quotad.meters.feed import counters, to_jsonl
 from quotad.replay import replay
 from quotad.schedule.calendar import Calendar
@@ -32,61 +34,63 @@ _DEFAULT_CONFIG = "/etc/quotad/quotad.toml"
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="quotad", description="Enforces a township's electricity quota plan.")
+    parser = argparse.ArgumentParser(prog="quotad", description=_("Enforces a township's electricity quota plan."))
     parser.add_argument("--version", action="version", version=f"quotad {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    config_help = _("the daemon file, or a policy file on its own (default: $QUOTAD_CONFIG or {default})")
 
     def with_config(name: str, help_text: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.add_argument(
             "-c", "--config", type=Path, default=Path(os.environ.get("QUOTAD_CONFIG", _DEFAULT_CONFIG)),
-            help=f"the daemon file, or a policy file on its own (default: $QUOTAD_CONFIG or {_DEFAULT_CONFIG})",
+            help=config_help.format(default=_DEFAULT_CONFIG),
         )  # fmt: skip
         return p
 
-    p = with_config("check-config", "validate the daemon file and the policy file; list every problem")
-    p.add_argument("--strict", action="store_true", help="treat warnings (values that look like a slip) as errors")
-    p = with_config("schedule", "the rota as a table: who runs, who is off, who is cut off, each day")
+    p = with_config("check-config", _("validate the daemon file and the policy file; list every problem"))
+    p.add_argument("--strict", action="store_true", help=_("treat warnings (values that look like a slip) as errors"))
+    p = with_config("schedule", _("the rota as a table: who runs, who is off, who is cut off, each day"))
     p.add_argument(
-        "--from", dest="start", type=dt.date.fromisoformat, help="first day (default: today, or the control start)"
+        "--from", dest="start", type=dt.date.fromisoformat, help=_("first day (default: today, or the control start)")
     )
-    p.add_argument("--days", type=int, default=7, help="number of days (default 7)")
-    p.add_argument("--json", action="store_true", help="JSON for machines")
-    p = with_config("replay", "run the rules over recorded readings; alerts as JSONL on stdout")
-    p.add_argument("readings", type=Path, help="readings: JSONL, or CSV with a header when the name ends in .csv")
-    p.add_argument("--format", choices=("jsonl", "text"), default="jsonl", help="jsonl (default) or readable text")
-    p = with_config("feed", "a simulated feed of the policy's meters (JSONL readings), for replay and benchmarks")
-    p.add_argument("--from", dest="start", type=dt.date.fromisoformat, required=True, help="first local day")
-    p.add_argument("--days", type=int, default=1, help="number of days (default 1)")
-    p.add_argument("--step", type=int, default=60, help="seconds between readings (default 60)")
-    p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
-    p = with_config("simulate", "serve the policy's simulated township: its Modbus gateways and MQTT meters")
-    p.add_argument("--start", type=dt.datetime.fromisoformat, help="simulated start (default: [clock] start)")
-    p.add_argument("--speed", type=float, help="simulated seconds per real second (default: [clock] speed, or 1)")
-    p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
-    with_config("run", "the daemon, in the foreground (systemd Type=notify); SIGHUP reloads, SIGTERM stops")
-    p = sub.add_parser("order", help="cutoff orders", description="cutoff orders")
+    p.add_argument("--days", type=int, default=7, help=_("number of days (default 7)"))
+    p.add_argument("--json", action="store_true", help=_("JSON for machines"))
+    p = with_config("replay", _("run the rules over recorded readings; alerts as JSONL on stdout"))
+    p.add_argument("readings", type=Path, help=_("readings: JSONL, or CSV with a header when the name ends in .csv"))
+    p.add_argument("--format", choices=("jsonl", "text"), default="jsonl", help=_("jsonl (default) or readable text"))
+    p = with_config("feed", _("a simulated feed of the policy's meters (JSONL readings), for replay and benchmarks"))
+    p.add_argument("--from", dest="start", type=dt.date.fromisoformat, required=True, help=_("first local day"))
+    p.add_argument("--days", type=int, default=1, help=_("number of days (default 1)"))
+    p.add_argument("--step", type=int, default=60, help=_("seconds between readings (default 60)"))
+    p.add_argument("--seed", type=int, default=1, help=_("random seed (default 1)"))
+    p = with_config("simulate", _("serve the policy's simulated township: its Modbus gateways and MQTT meters"))
+    p.add_argument("--start", type=dt.datetime.fromisoformat, help=_("simulated start (default: [clock] start)"))
+    p.add_argument("--speed", type=float, help=_("simulated seconds per real second (default: [clock] speed, or 1)"))
+    p.add_argument("--seed", type=int, default=1, help=_("random seed (default 1)"))
+    with_config("run", _("the daemon, in the foreground (systemd Type=notify); SIGHUP reloads, SIGTERM stops"))
+    p = sub.add_parser("order", help=_("cutoff orders"), description=_("cutoff orders"))
     order_sub = p.add_subparsers(dest="order_command", required=True, metavar="ACTION")
-    p = order_sub.add_parser("lift", help="lift a standing cutoff order (recorded: who, when, why)")
-    p.add_argument("firm", help="the firm's id")
-    p.add_argument("--reason", required=True, help="why the order is lifted")
+    p = order_sub.add_parser("lift", help=_("lift a standing cutoff order (recorded: who, when, why)"))
+    p.add_argument("firm", help=_("the firm's id"))
+    p.add_argument("--reason", required=True, help=_("why the order is lifted"))
     _config_option(p)
-    p = with_config("alerts", "print alerts as they arrive, in readable Chinese")
-    p.add_argument("--follow", action="store_true", help="keep printing until interrupted (the default)")
+    p = with_config("alerts", _("print alerts as they arrive, in readable Chinese"))
+    p.add_argument("--follow", action="store_true", help=_("keep printing until interrupted (the default)"))
     p.add_argument("--severity", choices=("notice", "warning", "violation", "breach"))
-    p.add_argument("--firm", help="only this firm's alerts ('township' for township alerts)")
-    p.add_argument("--json", action="store_true", help="the alert payloads, one per line")
-    with_config("status", "today's schedule, the township against its cap, each firm, the standing orders")
-    p = sub.add_parser("demo", help="the example township enforced live, for a first look")
-    p.add_argument("--speed", type=float, default=720.0, help="simulated seconds per real second (default 720)")
-    p.add_argument("--days", type=int, default=2, help="simulated days to run (default 2)")
+    p.add_argument("--firm", help=_("only this firm's alerts ('township' for township alerts)"))
+    p.add_argument("--json", action="store_true", help=_("the alert payloads, one per line"))
+    with_config("status", _("today's schedule, the township against its cap, each firm, the standing orders"))
+    p = sub.add_parser("demo", help=_("the example township enforced live, for a first look"))
+    p.add_argument("--speed", type=float, default=720.0, help=_("simulated seconds per real second (default 720)"))
+    p.add_argument("--days", type=int, default=2, help=_("simulated days to run (default 2)"))
     return parser
 
 
 def _config_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "-c", "--config", type=Path, default=Path(os.environ.get("QUOTAD_CONFIG", _DEFAULT_CONFIG)),
-        help=f"the daemon file (default: $QUOTAD_CONFIG or {_DEFAULT_CONFIG})",
+        help=_("the daemon file (default: $QUOTAD_CONFIG or {default})").format(default=_DEFAULT_CONFIG),
     )  # fmt: skip
 
 
@@ -156,8 +160,11 @@ def _check_config(path: Path, strict: bool) -> int:
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem)
-        warned = " (warnings count under --strict)" if any(p.warning for p in exc.problems) else ""
-        print(f"{len(exc.problems)} problem(s) found{warned}", file=sys.stderr)
+        if any(p.warning for p in exc.problems):
+            found = _("{count} problem(s) found (warnings count under --strict)")
+        else:
+            found = _("{count} problem(s) found")
+        print(found.format(count=len(exc.problems)), file=sys.stderr)
         return 2
     for warning in loaded.warnings:
         print(warning, file=sys.stderr)
@@ -174,20 +181,29 @@ def _counts(loaded: Loaded) -> str:
     policy = loaded.policy
     kinds = Counter(f.kind for f in policy.firms)
     sources = Counter("Modbus" if m.modbus else "MQTT" for m in policy.meters)
-    parts = [
-        f"1 township ({policy.township.id})",
-        f"{kinds['large']} large firms",
-        f"{kinds['general']} general firms",
-        f"{kinds['workshop']} workshops",
-        f"{len(policy.meters)} meters ({sources['Modbus']} Modbus, {sources['MQTT']} MQTT)",
-    ]
     files = f"{loaded.daemon_path} + {loaded.policy_path}" if loaded.daemon_path else str(loaded.policy_path)
-    return f"{files}: ok: {', '.join(parts)}; control {policy.control.start}..{policy.control.end}"
+    # TRANSLATORS: keep "{files}: " as it is: a problem's line starts the same way
+    message = _(
+        "{files}: ok: 1 township ({township}), {large} large firms, {general} general firms, {workshops} workshops, "
+        "{meters} meters ({modbus} Modbus, {mqtt} MQTT); control {start}..{end}"
+    )
+    return message.format(
+        files=files,
+        township=policy.township.id,
+        large=kinds["large"],
+        general=kinds["general"],
+        workshops=kinds["workshop"],
+        meters=len(policy.meters),
+        modbus=sources["Modbus"],
+        mqtt=sources["MQTT"],
+        start=policy.control.start,
+        end=policy.control.end,
+    )
 
 
 def _schedule(loaded: Loaded, start: dt.date | None, days: int, as_json: bool) -> int:
     if days < 1:
-        print("quotad schedule: --days must be at least 1", file=sys.stderr)
+        print("quotad schedule: " + _("--days must be at least 1"), file=sys.stderr)
         return 2
     policy, plan = loaded.policy, Plan(loaded.policy)
     if start is None:
@@ -209,7 +225,7 @@ def _recorded_orders(loaded: Loaded) -> list[Order]:
     """The orders the daemon's journal records (under the state_dir of the daemon file); says on stderr when
     there is none to read, so that an empty cut-off column is not taken for "nobody is cut off"."""
     if loaded.daemon is None:
-        _note("a policy file alone names no state directory: firms cut off are not shown (give -c quotad.toml)")
+        _note(_("a policy file alone names no state directory: firms cut off are not shown (give -c quotad.toml)"))
         return []
     from quotad.journal import recorded_orders
     from quotad.store import Store
@@ -218,10 +234,10 @@ def _recorded_orders(loaded: Loaded) -> list[Order]:
     try:
         store = Store.read_only(state_dir)
     except OSError as exc:
-        _note(f"{exc}: firms cut off are not shown")
+        _note(_("{error}: firms cut off are not shown").format(error=os_error(exc)))
         return []
     if store is None:
-        _note(f"no daemon state in {state_dir} yet: no firm is shown as cut off")
+        _note(_("no daemon state in {state_dir} yet: no firm is shown as cut off").format(state_dir=state_dir))
         return []
     try:
         return list(recorded_orders(store).values())
@@ -278,7 +294,7 @@ def _day_table(loaded: Loaded, table: list[DaySchedule]) -> str:
 
 def _replay(loaded: Loaded, readings: Path, text: bool) -> int:
     if not readings.is_file():
-        print(f"quotad replay: no such file: {readings}", file=sys.stderr)
+        print("quotad replay: " + _("no such file: {path}").format(path=readings), file=sys.stderr)
         return 2
     replay(loaded.policy, readings, sys.stdout, sys.stderr, text=text)
     return 0
@@ -286,7 +302,7 @@ def _replay(loaded: Loaded, readings: Path, text: bool) -> int:
 
 def _feed(loaded: Loaded, start: dt.date, days: int, step: int, seed: int) -> int:
     if days < 1 or step < 1:
-        print("quotad feed: --days and --step must be at least 1", file=sys.stderr)
+        print("quotad feed: " + _("--days and --step must be at least 1"), file=sys.stderr)
         return 2
     cal = Calendar(loaded.policy.township.timezone)
     out = sys.stdout

@@ -16,6 +16,7 @@ import time
 from quotad.config.load import Loaded
 from quotad.daemon import DaemonLock
 from quotad.errors import QuotadError, UsageError
+from quotad.i18n import _
 from quotad.journal import Journal
 from quotad.store import Store
 
@@ -26,13 +27,13 @@ def lift(loaded: Loaded, firm: str, reason: str, wait_s: float = 15.0) -> str:
     """Lift `firm`'s standing order; returns what happened, in a sentence. Raises QuotadError."""
     settings = loaded.daemon
     if settings is None:
-        msg = "order lift needs the daemon file (-c quotad.toml): the orders live in its state_dir"
+        msg = _("order lift needs the daemon file (-c quotad.toml): the orders live in its state_dir")
         raise UsageError(msg)
     if not reason.strip():
-        msg = "--reason must say why the order is lifted"
+        msg = _("--reason must say why the order is lifted")
         raise UsageError(msg)
     if firm not in {f.id for f in loaded.policy.firms}:
-        msg = f"unknown firm {firm!r}"
+        msg = _("unknown firm {firm!r}").format(firm=firm)
         raise UsageError(msg)
     store = Store(settings.state_dir)
     by = os.environ.get("SUDO_USER") or getpass.getuser()
@@ -57,9 +58,11 @@ def _lift_offline(store: Store, loaded: Loaded, firm: str, by: str, reason: str,
     journal.restore()
     try:
         order = journal.record_lift(firm, by, reason, at)
-    except KeyError as exc:
-        raise QuotadError(str(exc.args[0])) from None
-    return f"lifted the order of {firm} ({order.alert_id}); the daemon publishes it when it next runs"
+    except KeyError:
+        msg = _("no standing cutoff order for {firm!r}").format(firm=firm)
+        raise QuotadError(msg) from None
+    message = _("lifted the order of {firm} ({alert_id}); the daemon publishes it when it next runs")
+    return message.format(firm=firm, alert_id=order.alert_id)
 
 
 def _lift_online(store: Store, firm: str, by: str, reason: str, at: str, wait_s: float) -> str:
@@ -70,7 +73,10 @@ def _lift_online(store: Store, firm: str, by: str, reason: str, at: str, wait_s:
         if outcome is not None:
             if not outcome.get("ok"):
                 raise QuotadError(str(outcome.get("error")))
-            return f"lifted the order of {firm} ({outcome.get('alert_id')}) through the running daemon"
+            message = _("lifted the order of {firm} ({alert_id}) through the running daemon")
+            return message.format(firm=firm, alert_id=outcome.get("alert_id"))
         time.sleep(0.1)
-    msg = f"the running daemon did not answer within {wait_s:.0f} s; the request stays filed and will be carried out"
+    msg = _(
+        "the running daemon did not answer within {seconds:.0f} s; the request stays filed and will be carried out"
+    ).format(seconds=wait_s)
     raise QuotadError(msg)

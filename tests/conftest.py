@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import signal
 import tomllib
 from collections.abc import Iterable
@@ -15,6 +16,13 @@ from quotad.config.policy import Policy
 from quotad.engine import Engine
 from quotad.readings import Reading
 from quotad.schedule.calendar import to_micros
+from tests.locales import english
+
+# The suite asserts quotad's English, its default: a developer whose shell says LANG=zh_CN.UTF-8 (or LANGUAGE=zh_CN)
+# must see it pass. quotad.i18n reads the locale at the first message, later than this; the commands the tests start
+# inherit it. Tests of the Chinese give their commands a locale of their own (tests/locales.py).
+os.environ.update(english())
+os.environ.pop("LANGUAGE", None)
 
 # A shell's background job (`cmd &` without job control) starts with SIGINT ignored, and every process the suite
 # spawns would inherit that: tests that stop a command with Ctrl-C (SIGINT) would hang. The suite makes its own

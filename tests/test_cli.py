@@ -10,14 +10,17 @@ from pathlib import Path
 
 import pytest
 
+from tests.locales import english
+
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "config"
 DAY = CONFIG / "recorded" / "2010-10-20.jsonl"
 
 
 def quotad(*args: str, cwd: Path = ROOT, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """The command, in English (what these tests assert), in `env` (default: this process's environment)."""
     return subprocess.run(
-        [sys.executable, "-m", "quotad", *args], capture_output=True, text=True, cwd=cwd, env=env, check=False
+        [sys.executable, "-m", "quotad", *args], capture_output=True, text=True, cwd=cwd, env=english(env), check=False
     )
 
 

@@ -19,6 +19,7 @@ from quotad.config.load import load
 from quotad.journal import Journal
 from quotad.replay import read_readings
 from quotad.store import Store
+from tests.locales import english
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "config"
@@ -26,7 +27,10 @@ DAY = CONFIG / "recorded" / "2010-10-20.jsonl"
 
 
 def quotad(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "quotad", *args], capture_output=True, text=True, check=False)
+    """The command, in English (what these tests assert)."""
+    return subprocess.run(
+        [sys.executable, "-m", "quotad", *args], capture_output=True, text=True, env=english(), check=False
+    )
 
 
 def _daemon_file(tmp_path: Path) -> Path:

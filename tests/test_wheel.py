@@ -20,8 +20,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run(*args: str | Path, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    env = {"PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "LANG": "C.UTF-8", "PYTHONIOENCODING": "utf-8"}
+def run(*args: str | Path, cwd: Path, timeout: float = 120, lang: str = "C.UTF-8") -> subprocess.CompletedProcess[str]:
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "LANG": lang, "PYTHONIOENCODING": "utf-8"}
     return subprocess.run(
         [str(a) for a in args], capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout, check=False
     )
@@ -46,6 +46,8 @@ def test_the_installed_wheel_runs_the_demo(tmp_path: Path) -> None:
     example = ROOT / "config" / "township.toml"
     with zipfile.ZipFile(wheel) as archive:
         assert archive.read("quotad/example/township.toml") == example.read_bytes()  # the file itself, not a link
+        catalog = "quotad/locale/zh_CN/LC_MESSAGES/quotad.mo"
+        assert archive.read(catalog) == (ROOT / catalog).read_bytes()  # compiled: an installed quotad needs no tool
 
     venv = tmp_path / "venv"
     made = run(sys.executable, "-m", "venv", "--without-pip", venv, cwd=tmp_path)
@@ -59,6 +61,11 @@ def test_the_installed_wheel_runs_the_demo(tmp_path: Path) -> None:
     assert installed.returncode == 0, installed.stderr[-3000:]
     where = run(python, "-c", "import quotad; print(quotad.__file__)", cwd=tmp_path)
     assert where.stdout.startswith(str(site)), where.stdout + where.stderr  # the wheel's quotad, not this tree's
+
+    # the installed package finds its catalog: the example's warning, in Chinese
+    checked = run(venv / "bin" / "quotad", "check-config", "-c", example, cwd=tmp_path, lang="zh_CN.UTF-8")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert checked.stderr.startswith(f"warning: {example}:19: township.feeder_meters: 为空：全镇用电量"), checked.stderr
 
     result = run(venv / "bin" / "quotad", "demo", "--days", "1", "--speed", "2400", cwd=tmp_path, timeout=180)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from quotad.config.policy import WEEKDAYS, Control, Firm, Group, Meter, ModbusSource, Policy, Rota, Township
+from quotad.i18n import _
 
 __all__ = ["Finding", "cross_check", "parts", "workshop_short_weeks"]
 
@@ -94,7 +95,8 @@ def _duplicates(section: str, items: Sequence[tuple[int, Group | Firm | Meter]])
     first: dict[str, int] = {}
     for i, item in items:
         if item.id in first:
-            yield (section, i, "id"), f"duplicate id {item.id!r} (first used by {section}[{first[item.id]}])"
+            message = _("duplicate id {id!r} (first used by {section}[{first}])")
+            yield (section, i, "id"), message.format(id=item.id, section=section, first=first[item.id])
         else:
             first[item.id] = i
 
@@ -102,9 +104,9 @@ def _duplicates(section: str, items: Sequence[tuple[int, Group | Firm | Meter]])
 def _firm_refs(firms: list[tuple[int, Firm]], group_ids: set[str]) -> Iterator[Finding]:
     for i, firm in firms:
         if firm.group is not None and firm.group not in group_ids:
-            yield ("firms", i, "group"), f"unknown group {firm.group!r} (groups: {_names(group_ids)})"
+            yield ("firms", i, "group"), _unknown_group(firm.group, group_ids)
         if firm.kind == "general" and firm.baseline_kwh is None and firm.monthly_quota_kwh is None:
-            yield ("firms", i), "a general firm needs baseline_kwh (the baseline month's use) or monthly_quota_kwh"
+            yield ("firms", i), _("a general firm needs baseline_kwh (the baseline month's use) or monthly_quota_kwh")
 
 
 def _meter_refs(
@@ -115,14 +117,15 @@ def _meter_refs(
     firm_of = {m["id"]: m.get("firm") for m in written if isinstance(m, dict) and isinstance(m.get("id"), str)}
     for i, meter in meters:
         if meter.firm is not None and meter.firm not in firm_ids:
-            yield ("meters", i, "firm"), f"unknown firm {meter.firm!r}"
+            yield ("meters", i, "firm"), _("unknown firm {firm!r}").format(firm=meter.firm)
         if meter.firm is None and township is not None and meter.id not in feeders:
-            yield ("meters", i), "a meter without firm must be listed in township.feeder_meters"
+            yield ("meters", i), _("a meter without firm must be listed in township.feeder_meters")
     for k, feeder in enumerate(township.feeder_meters if township else ()):
         if feeder not in firm_of:
-            yield ("township", "feeder_meters", k), f"unknown meter {feeder!r}"
+            yield ("township", "feeder_meters", k), _("unknown meter {meter!r}").format(meter=feeder)
         elif firm_of[feeder] is not None:
-            yield ("township", "feeder_meters", k), f"meter {feeder!r} belongs to firm {firm_of[feeder]!r}"
+            message = _("meter {meter!r} belongs to firm {firm!r}").format(meter=feeder, firm=firm_of[feeder])
+            yield ("township", "feeder_meters", k), message
 
 
 _LINE_SETTINGS = {"serial": ("baudrate", "parity", "stopbits", "bytesize"), "tcp": ("framer",)}
@@ -137,63 +140,77 @@ def _gateway_settings(meters: list[tuple[int, Meter]]) -> Iterator[Finding]:
         if source is None:
             continue
         j, owner, line = first.setdefault(source.line, (i, meter.id, source))
-        if source.serial is not None:
-            where, rule = f"serial port {source.serial} is set to", "the meters on one port share its settings"
-        else:
-            where, rule = f"gateway {source.host}:{source.port} is read with", "the meters behind one gateway share it"
         for name in _LINE_SETTINGS[source.line[0]]:
             theirs = getattr(line, name)
             if getattr(source, name) != theirs:
-                yield ("meters", i, "modbus", name), f"{where} {name} {theirs!r} by meters[{j}] ({owner}): {rule}"
+                yield ("meters", i, "modbus", name), _line_conflict(source, name, theirs, j, owner)
+
+
+def _line_conflict(source: ModbusSource, key: str, value: object, index: int, meter: str) -> str:
+    if source.serial is not None:
+        message = _(
+            "serial port {port} is set to {key} {value!r} by meters[{index}] ({meter}): the meters on one port "
+            "share its settings"
+        )
+        return message.format(port=source.serial, key=key, value=value, index=index, meter=meter)
+    message = _(
+        "gateway {port} is read with {key} {value!r} by meters[{index}] ({meter}): the meters behind one gateway "
+        "share it"
+    )
+    return message.format(port=f"{source.host}:{source.port}", key=key, value=value, index=index, meter=meter)
 
 
 def _rota_refs(rota: Rota, group_ids: set[str], have_groups: bool) -> Iterator[Finding]:
     if not have_groups:
-        yield ("rota",), "a rota needs [[groups]]"
+        yield ("rota",), _("a rota needs [[groups]]")
         return
     seen: set[str] = set()
     for k, entry in enumerate(rota.order):
         for gid in (entry,) if isinstance(entry, str) else entry:
             seen.add(gid)
             if gid not in group_ids:
-                yield ("rota", "order", k), f"unknown group {gid!r} (groups: {_names(group_ids)})"
+                yield ("rota", "order", k), _unknown_group(gid, group_ids)
     never = sorted(group_ids - seen)
     if never:
-        yield ("rota", "order"), f"group(s) {', '.join(never)} never run in the rota's cycle"
+        yield ("rota", "order"), _("group(s) {groups} never run in the rota's cycle").format(groups=", ".join(never))
     dates: dict[dt.date, int] = {}
     for j, override in enumerate(rota.overrides):
         if override.date in dates:
-            yield (
-                ("rota", "overrides", j, "date"),
-                f"{override.date} is already overridden (overrides[{dates[override.date]}])",
-            )
+            message = _("{date} is already overridden (overrides[{index}])")
+            yield ("rota", "overrides", j, "date"), message.format(date=override.date, index=dates[override.date])
         dates.setdefault(override.date, j)
         for k, gid in enumerate(override.runs):
             if gid not in group_ids:
-                yield ("rota", "overrides", j, "runs", k), f"unknown group {gid!r}"
+                yield ("rota", "overrides", j, "runs", k), _("unknown group {group!r}").format(group=gid)
 
 
 def _control(control: Control) -> Iterator[Finding]:
     if control.end < control.start:
-        yield ("control", "end"), f"the control period ends ({control.end}) before it starts ({control.start})"
+        message = _("the control period ends ({end}) before it starts ({start})")
+        yield ("control", "end"), message.format(end=control.end, start=control.start)
         return
     previous: tuple[int, dt.date] | None = None
     for i, phase in sorted(enumerate(control.phases), key=lambda p: (p[1].start, p[0])):
         if phase.end < phase.start:
-            yield ("control", "phases", i, "end"), f"phase ends ({phase.end}) before it starts ({phase.start})"
+            message = _("phase ends ({end}) before it starts ({start})").format(end=phase.end, start=phase.start)
+            yield ("control", "phases", i, "end"), message
             continue
+        what = _("phase {name!r}").format(name=phase.name)
         if phase.start < control.start:
-            yield ("control", "phases", i, "start"), _outside(f"phase {phase.name!r}", control)
+            yield ("control", "phases", i, "start"), _outside(what, control)
         if phase.end > control.end:
-            yield ("control", "phases", i, "end"), _outside(f"phase {phase.name!r}", control)
+            yield ("control", "phases", i, "end"), _outside(what, control)
         if previous is not None and phase.start <= previous[1]:
-            yield ("control", "phases", i, "start"), f"phase {phase.name!r} overlaps control.phases[{previous[0]}]"
+            message = _("phase {name!r} overlaps control.phases[{index}]").format(name=phase.name, index=previous[0])
+            yield ("control", "phases", i, "start"), message
         if previous is None or phase.end > previous[1]:
             previous = (i, phase.end)
 
 
 def _outside(what: str, control: Control) -> str:
-    return f"{what} lies outside the control period {control.start}..{control.end}"
+    # TRANSLATORS: {what} is "phase {name!r}", "cap_from {date}", "override date {date}" or "rest date {date}"
+    message = _("{what} lies outside the control period {start}..{end}")
+    return message.format(what=what, start=control.start, end=control.end)
 
 
 def _dates_in_control(
@@ -203,25 +220,27 @@ def _dates_in_control(
         return not control.start <= day <= control.end
 
     if township is not None and township.cap_from is not None and outside(township.cap_from):
-        yield ("township", "cap_from"), _outside(f"cap_from {township.cap_from}", control)
+        yield ("township", "cap_from"), _outside(_("cap_from {date}").format(date=township.cap_from), control)
     if rota is not None:
         # rota.start anchors the cycle: before [control] it is a cycle already running; after control.end no
         # control day would follow it. Before it every group runs, so an override dated earlier changes nothing.
         if rota.start > control.end:
-            yield ("rota", "start"), f"the rota starts on {rota.start}, after the control period ends on {control.end}"
+            message = _("the rota starts on {start}, after the control period ends on {end}")
+            yield ("rota", "start"), message.format(start=rota.start, end=control.end)
         for j, override in enumerate(rota.overrides):
             if outside(override.date):
-                yield ("rota", "overrides", j, "date"), _outside(f"override date {override.date}", control)
+                what = _("override date {date}").format(date=override.date)
+                yield ("rota", "overrides", j, "date"), _outside(what, control)
             elif override.date < rota.start:
-                yield (
-                    ("rota", "overrides", j, "date"),
-                    f"override date {override.date} lies before the rota's start {rota.start}: every group runs "
-                    "until the rota starts, so the override would have no effect",
+                message = _(
+                    "override date {date} lies before the rota's start {start}: every group runs until the rota "
+                    "starts, so the override would have no effect"
                 )
+                yield ("rota", "overrides", j, "date"), message.format(date=override.date, start=rota.start)
     for i, firm in firms:
         for k, day in enumerate(firm.rest_dates):
             if outside(day):
-                yield ("firms", i, "rest_dates", k), _outside(f"rest date {day}", control)
+                yield ("firms", i, "rest_dates", k), _outside(_("rest date {date}").format(date=day), control)
 
 
 def _openings(control: Control, firms: list[tuple[int, Firm]]) -> Iterator[Finding]:
@@ -232,10 +251,13 @@ def _openings(control: Control, firms: list[tuple[int, Firm]]) -> Iterator[Findi
         for k, opening in enumerate(firm.opening):
             where = ("firms", i, "opening", k, "month")
             if not first <= opening.year_month <= last:
-                span = f"{control.start:%Y-%m}..{control.end:%Y-%m}"
-                yield where, f"month {opening.month} lies outside the control period {span}"
+                message = _("month {month} lies outside the control period {start}..{end}")
+                yield (
+                    where,
+                    message.format(month=opening.month, start=f"{control.start:%Y-%m}", end=f"{control.end:%Y-%m}"),
+                )
             elif opening.month in seen:
-                yield where, f"month {opening.month} has an opening already"
+                yield where, _("month {month} has an opening already").format(month=opening.month)
             seen.add(opening.month)
 
 
@@ -261,12 +283,16 @@ def _workshop_weeks(control: Control, firms: list[tuple[int, Firm]]) -> Iterator
         short = workshop_short_weeks(firm, control)
         if short:
             monday, count = short[0]
-            more = f" (and {len(short) - 1} more week(s))" if len(short) > 1 else ""
-            yield (
-                ("firms", i, "rest_days"),
-                (f"a workshop needs at least two rest days a week: the week of {monday} has {count}{more}"),
-            )
+            if len(short) > 1:
+                message = _(
+                    "a workshop needs at least two rest days a week: the week of {monday} has {count} (and {more} more "
+                    "week(s))"
+                )
+            else:
+                message = _("a workshop needs at least two rest days a week: the week of {monday} has {count}")
+            yield ("firms", i, "rest_days"), message.format(monday=monday, count=count, more=len(short) - 1)
 
 
-def _names(ids: set[str]) -> str:
-    return ", ".join(sorted(ids)) or "none defined"
+def _unknown_group(group: str, known: set[str]) -> str:
+    names = ", ".join(sorted(known)) or _("none defined")
+    return _("unknown group {group!r} (groups: {names})").format(group=group, names=names)

@@ -17,6 +17,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
+from quotad.i18n import _
+
 __all__ = ["ClockSettings", "DaemonSettings", "InfluxSettings", "MqttSettings", "NoticeSettings", "read_secret"]
 
 _ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar("quotad_environ", default=None)
@@ -53,14 +55,14 @@ class MqttSettings(_Section):
     @classmethod
     def _prefix(cls, value: str) -> str:
         if any(c in value for c in "+#") or value.startswith("/") or value.endswith("/"):
-            msg = "topic_prefix must be a topic without wildcards and without a leading or trailing '/'"
+            msg = _("topic_prefix must be a topic without wildcards and without a leading or trailing '/'")
             raise ValueError(msg)
         return value
 
     @model_validator(mode="after")
     def _password_needs_user(self) -> MqttSettings:
         if self.password_file is not None and self.username is None:
-            msg = "password_file is set but username is not"
+            msg = _("password_file is set but username is not")
             raise ValueError(msg)
         return self
 
@@ -76,14 +78,14 @@ class InfluxSettings(_Section):
     @classmethod
     def _http(cls, value: str) -> str:
         if not re.match(r"^https?://[^/\s]+", value):
-            msg = f"expected an http:// or https:// URL, got {value!r}"
+            msg = _("expected an http:// or https:// URL, got {value!r}").format(value=value)
             raise ValueError(msg)
         return value.rstrip("/")
 
     @model_validator(mode="after")
     def _v2_needs_org(self) -> InfluxSettings:
         if self.api == "v2" and not self.org:
-            msg = "api = 'v2' needs org"
+            msg = _("api = 'v2' needs org")
             raise ValueError(msg)
         return self
 
@@ -95,7 +97,7 @@ class NoticeSettings(_Section):
     @classmethod
     def _hhmm(cls, value: str) -> str:
         if not _HHMM.match(value):
-            msg = f"expected a local time 'HH:MM', got {value!r}"
+            msg = _("expected a local time 'HH:MM', got {value!r}").format(value=value)
             raise ValueError(msg)
         return value
 
@@ -108,7 +110,7 @@ class ClockSettings(_Section):
     @classmethod
     def _aware(cls, value: dt.datetime) -> dt.datetime:
         if value.tzinfo is None:
-            msg = "clock.start needs a UTC offset, e.g. 2010-10-19T00:00:00+08:00"
+            msg = _("clock.start needs a UTC offset, e.g. 2010-10-19T00:00:00+08:00")
             raise ValueError(msg)
         return value
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from quotad.config.crosscheck import Finding, parts
 from quotad.config.policy import Control, Firm, Policy, Township
+from quotad.i18n import _
 
 __all__ = ["SLIP_BELOW_KWH", "echo", "kwh", "monthly_quota", "slips"]
 
@@ -50,7 +51,7 @@ def slips(raw: Mapping[str, Any], policy: Policy | None = None) -> list[Finding]
         for i, phase in enumerate(control.phases):
             if phase.daily_cap_kwh is not None and phase.daily_cap_kwh < SLIP_BELOW_KWH:
                 found.append(
-                    (("control", "phases", i, "daily_cap_kwh"), _unit_slip("a daily cap", phase.daily_cap_kwh))
+                    (("control", "phases", i, "daily_cap_kwh"), _unit_slip(_("a daily cap"), phase.daily_cap_kwh))
                 )
     for i, firm in firms:
         found += _firm(i, firm, township)
@@ -58,79 +59,103 @@ def slips(raw: Mapping[str, Any], policy: Policy | None = None) -> list[Finding]
 
 
 def _unit_slip(what: str, value: float) -> str:
-    return (
-        f"{what} of {kwh(value)} kWh is below {kwh(SLIP_BELOW_KWH)} kWh: if it was meant in 万度 (10,000 kWh), "
-        f"write {kwh(value * 10_000)}"
-    )
+    # TRANSLATORS: {what} is "a daily cap", "a daily limit", "a monthly quota" or "a baseline", translated apart
+    message = _("{what} of {value} kWh is below {floor} kWh: if it was meant in 万度 (10,000 kWh), write {kwh}")
+    return message.format(what=what, value=kwh(value), floor=kwh(SLIP_BELOW_KWH), kwh=kwh(value * 10_000))
 
 
 def _township(township: Township, raw: Any) -> Iterator[Finding]:
     if township.daily_cap_kwh < SLIP_BELOW_KWH:
-        yield ("township", "daily_cap_kwh"), _unit_slip("a daily cap", township.daily_cap_kwh)
+        yield ("township", "daily_cap_kwh"), _unit_slip(_("a daily cap"), township.daily_cap_kwh)
     if not township.feeder_meters:
-        written = isinstance(raw, dict) and "feeder_meters" in raw
-        yield (
-            ("township", "feeder_meters"),
-            f"{'empty' if written else 'not given'}: the township's total, and its daily cap, count the firms' meters "
-            "only, not the residents and shops (list the township's feeder meters here if it has them)",
-        )
+        if isinstance(raw, dict) and "feeder_meters" in raw:
+            message = _(
+                "empty: the township's total, and its daily cap, count the firms' meters only, not the residents "
+                "and shops (list the township's feeder meters here if it has them)"
+            )
+        else:
+            message = _(
+                "not given: the township's total, and its daily cap, count the firms' meters only, not the "
+                "residents and shops (list the township's feeder meters here if it has them)"
+            )
+        yield ("township", "feeder_meters"), message
 
 
 def _firm(i: int, firm: Firm, township: Township | None) -> Iterator[Finding]:
     limit = firm.daily_limit_kwh
     if limit is not None:
         if limit < SLIP_BELOW_KWH:
-            yield ("firms", i, "daily_limit_kwh"), _unit_slip("a daily limit", limit)
+            yield ("firms", i, "daily_limit_kwh"), _unit_slip(_("a daily limit"), limit)
         own = firm.standby_kwh is not None
         standby = firm.standby_kwh if firm.standby_kwh is not None else (township.standby_kwh if township else None)
         if standby is not None and limit <= standby:
-            yield (
-                ("firms", i, "daily_limit_kwh"),
-                f"a daily limit of {kwh(limit)} kWh is not above the firm's standby of {kwh(standby)} kWh "
-                f"({'its standby_kwh' if own else 'township.standby_kwh'}): it would break its limit on standby "
-                "power alone",
+            message = _(
+                "a daily limit of {limit} kWh is not above the firm's standby of {standby} kWh ({key}): it would "
+                "break its limit on standby power alone"
             )
+            key = _("its standby_kwh") if own else "township.standby_kwh"
+            yield ("firms", i, "daily_limit_kwh"), message.format(limit=kwh(limit), standby=kwh(standby), key=key)
     if firm.kind != "general":
         return
     quota = monthly_quota(firm)
     if quota is None or quota >= SLIP_BELOW_KWH:
         return
     if firm.monthly_quota_kwh is not None:
-        yield ("firms", i, "monthly_quota_kwh"), _unit_slip("a monthly quota", quota)
+        yield ("firms", i, "monthly_quota_kwh"), _unit_slip(_("a monthly quota"), quota)
     elif firm.baseline_kwh is not None and firm.baseline_kwh < SLIP_BELOW_KWH:
-        yield ("firms", i, "baseline_kwh"), _unit_slip("a baseline", firm.baseline_kwh)
+        yield ("firms", i, "baseline_kwh"), _unit_slip(_("a baseline"), firm.baseline_kwh)
     else:
+        message = _(
+            "the baseline {baseline} kWh less {reduction:.0%} gives a monthly quota of {quota} kWh, below {floor} kWh"
+        )
         yield (
             ("firms", i, "reduction" if firm.reduction is not None else "baseline_kwh"),
-            f"the baseline {kwh(firm.baseline_kwh or 0.0)} kWh less {firm.effective_reduction:.0%} gives a monthly "
-            f"quota of {kwh(quota)} kWh, below {kwh(SLIP_BELOW_KWH)} kWh",
+            message.format(
+                baseline=kwh(firm.baseline_kwh or 0.0),
+                reduction=firm.effective_reduction,
+                quota=kwh(quota),
+                floor=kwh(SLIP_BELOW_KWH),
+            ),
         )
 
 
 def echo(policy: Policy) -> list[str]:
     """The caps per phase, the load cap, each daily limit and each monthly quota, one line each."""
-    lines = [
-        f"daily cap {start}..{end}{f' ({phase})' if phase else ''}: {kwh(cap)} kWh"
-        for start, end, phase, cap in _cap_spans(policy.township, policy.control, policy.cap_from)
-    ]
+    lines = []
+    for start, end, phase, cap in _cap_spans(policy.township, policy.control, policy.cap_from):
+        if phase:
+            line = _("daily cap {start}..{end} ({phase}): {cap} kWh").format(
+                start=start, end=end, phase=phase, cap=kwh(cap)
+            )
+        else:
+            line = _("daily cap {start}..{end}: {cap} kWh").format(start=start, end=end, cap=kwh(cap))
+        lines.append(line)
     if policy.township.load_cap_kw is not None:
         load = policy.township.load_cap_kw
-        lines.append(f"load cap: {kwh(load)} kW ({kwh(load / 4)} kWh in a 15-minute interval)")
+        message = _("load cap: {load} kW ({energy} kWh in a 15-minute interval)")
+        lines.append(message.format(load=kwh(load), energy=kwh(load / 4)))
     for firm in policy.firms:
         if firm.daily_limit_kwh is not None:
-            lines.append(f"daily limit {firm.id} ({firm.name}): {kwh(firm.daily_limit_kwh)} kWh")
-    for firm in policy.firms:
-        quota = monthly_quota(firm) if firm.kind == "general" else None
-        if quota is None:
-            continue
-        how = ""
-        if firm.monthly_quota_kwh is None and firm.baseline_kwh is not None:
-            how = f" (baseline {kwh(firm.baseline_kwh)} kWh less {firm.effective_reduction:.0%})"
-        opened = "".join(
-            f"; opening {o.month}: {kwh(o.kwh)} kWh used before quotad's first reading" for o in firm.opening
-        )
-        lines.append(f"monthly quota {firm.id} ({firm.name}): {kwh(quota)} kWh{how}{opened}")
+            message = _("daily limit {firm} ({name}): {limit} kWh")
+            lines.append(message.format(firm=firm.id, name=firm.name, limit=kwh(firm.daily_limit_kwh)))
+    lines += [_quota_line(firm) for firm in policy.firms if firm.kind == "general" and monthly_quota(firm) is not None]
     return lines
+
+
+def _quota_line(firm: Firm) -> str:
+    """A general firm's monthly quota, how it comes from the baseline, and its openings."""
+    quota = monthly_quota(firm) or 0.0
+    values = {"firm": firm.id, "name": firm.name, "quota": kwh(quota)}
+    if firm.monthly_quota_kwh is None and firm.baseline_kwh is not None:
+        message = _("monthly quota {firm} ({name}): {quota} kWh (baseline {baseline} kWh less {reduction:.0%})")
+        line = message.format(**values, baseline=kwh(firm.baseline_kwh), reduction=firm.effective_reduction)
+    else:
+        line = _("monthly quota {firm} ({name}): {quota} kWh").format(**values)
+    for o in firm.opening:
+        line += _("; opening {month}: {kwh} kWh used before quotad's first reading").format(
+            month=o.month, kwh=kwh(o.kwh)
+        )
+    return line
 
 
 def _cap_spans(

@@ -21,9 +21,11 @@ from pydantic_core import ErrorDetails
 from quotad.config.crosscheck import cross_check
 from quotad.config.daemon import DaemonSettings
 from quotad.config.figures import slips
+from quotad.config.foreign import os_error, pydantic_message, toml_message
 from quotad.config.policy import Policy
 from quotad.config.tomlpos import PositionIndex
 from quotad.errors import ConfigError, Problem
+from quotad.i18n import _
 
 __all__ = ["Loaded", "format_path", "load", "load_policy"]
 
@@ -116,7 +118,7 @@ def _template_findings(raw: dict[str, Any]) -> list[tuple[Loc, str]]:
         modbus = meter.get("modbus") if isinstance(meter, dict) else None
         name = modbus.get("template") if isinstance(modbus, dict) else None
         if isinstance(name, str) and name not in known:
-            message = f"unknown template {name!r} (known: {', '.join(known)})"
+            message = _("unknown template {name!r} (known: {known})").format(name=name, known=", ".join(known))
             found.append((("meters", i, "modbus", "template"), message))
     return found
 
@@ -140,7 +142,8 @@ def _load_daemon(path: Path, raw: dict[str, Any], index: PositionIndex, env: dic
     if strict:
         problems += warnings
     if not settings.policy.is_file() or not os.access(settings.policy, os.R_OK):
-        problems.append(doc.problem(("policy",), f"cannot read the policy file {settings.policy}"))
+        message = _("cannot read the policy file {path}").format(path=settings.policy)
+        problems.append(doc.problem(("policy",), message))
         raise ConfigError(_dedupe(problems))
     policy: Policy | None = None
     try:  # once: a 10,000-meter policy takes a quarter of a second
@@ -186,7 +189,7 @@ def _secret_files(settings: DaemonSettings) -> list[tuple[Loc, Path]]:
 def _secret_warnings(doc: _Doc, settings: DaemonSettings) -> tuple[Problem, ...]:
     """A secret file that others can read (mode & 0o004) is worth a warning: the secret is not secret."""
     return tuple(
-        doc.problem(loc, f"{file} is readable by every user (chmod 600 it)", warning=True)
+        doc.problem(loc, _("{file} is readable by every user (chmod 600 it)").format(file=file), warning=True)
         for loc, file in _secret_files(settings)
         if file.is_file() and file.stat().st_mode & 0o004
     )
@@ -204,7 +207,7 @@ def _secret_problems(doc: _Doc, settings: DaemonSettings) -> list[Problem]:
     problems = []
     for loc, file in files:
         if file is not None and not (file.is_file() and os.access(file, os.R_OK)):
-            problems.append(doc.problem(loc, f"cannot read {file} (not a readable file)"))
+            problems.append(doc.problem(loc, _("cannot read {file} (not a readable file)").format(file=file)))
     return problems
 
 
@@ -212,14 +215,16 @@ def _read(path: Path) -> tuple[dict[str, Any], PositionIndex]:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([Problem(str(path), 0, "", f"cannot read the file: {exc}")]) from exc
+        message = _("cannot read the file: {error}").format(error=os_error(exc))
+        raise ConfigError([Problem(str(path), 0, "", message)]) from exc
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         match = re.search(r"\(at line (\d+), column \d+\)", str(exc))
         line = int(match[1]) if match else (max(1, len(text.splitlines())) if "end of document" in str(exc) else 0)
-        message = re.sub(r"\s*\(at (line \d+, column \d+|end of document)\)", "", str(exc))
-        raise ConfigError([Problem(str(path), line, "", f"not valid TOML: {message}")]) from exc
+        reason = toml_message(re.sub(r"\s*\(at (line \d+, column \d+|end of document)\)", "", str(exc)))
+        message = _("not valid TOML: {reason}").format(reason=reason)
+        raise ConfigError([Problem(str(path), line, "", message)]) from exc
     return raw, PositionIndex.from_text(text)
 
 
@@ -294,16 +299,21 @@ def _real_loc(raw: Any, loc: Loc) -> Loc:
 
 
 def _message(err: ErrorDetails) -> str:
+    """What pydantic found, in the operator's words: our validators' own messages (already in the operator's
+    language), pydantic's by their type, followed by the value given (unless it is a table or an array)."""
     kind = err["type"]
     if kind == "extra_forbidden":
-        return "unknown key"
+        return _("unknown key")
     if kind == "missing":
-        return "required key is missing"
-    message = err["msg"]
-    for prefix in ("Value error, ", "Assertion failed, "):
-        message = message.removeprefix(prefix)
-    if kind not in ("value_error", "assertion_error") and "input" in err and not isinstance(err["input"], dict | list):
-        message += f" (got {err['input']!r})"
+        return _("required key is missing")
+    if kind in ("value_error", "assertion_error"):
+        message = err["msg"]
+        for prefix in ("Value error, ", "Assertion failed, "):
+            message = message.removeprefix(prefix)
+        return message
+    message = pydantic_message(err)
+    if "input" in err and not isinstance(err["input"], dict | list):
+        message += _(" (got {input!r})").format(input=err["input"])
     return message
 
 

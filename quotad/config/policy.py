@@ -14,6 +14,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from quotad.i18n import _
+
 __all__ = [
     "WEEKDAYS",
     "Control",
@@ -68,7 +70,7 @@ class Township(_Model):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as exc:
-            msg = f"unknown timezone {value!r} (an IANA name such as 'Asia/Shanghai')"
+            msg = _("unknown timezone {value!r} (an IANA name such as 'Asia/Shanghai')").format(value=value)
             raise ValueError(msg) from exc
         return value
 
@@ -77,7 +79,7 @@ class Township(_Model):
     def _levels_ordered(cls, value: float, info: ValidationInfo) -> float:
         notice = info.data.get("notice_at")
         if notice is not None and not notice < value:
-            msg = f"notice_at ({notice}) must be below warning_at ({value})"
+            msg = _("notice_at ({notice}) must be below warning_at ({warning})").format(notice=notice, warning=value)
             raise ValueError(msg)
         return value
 
@@ -125,7 +127,7 @@ class Opening(_Model):
     @classmethod
     def _a_month(cls, value: str) -> str:
         if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", value):
-            msg = f"expected a month as 'YYYY-MM' (e.g. '2010-10'), got {value!r}"
+            msg = _("expected a month as 'YYYY-MM' (e.g. '2010-10'), got {value!r}").format(value=value)
             raise ValueError(msg)
         return value
 
@@ -155,7 +157,7 @@ class Firm(_Model):
     def _no_repeats(cls, value: tuple[object, ...]) -> tuple[object, ...]:
         repeated = sorted({str(v) for v in value if value.count(v) > 1})
         if repeated:
-            msg = f"listed more than once: {', '.join(repeated)}"
+            msg = _("listed more than once: {values}").format(values=", ".join(repeated))
             raise ValueError(msg)
         return value
 
@@ -163,7 +165,7 @@ class Firm(_Model):
     @classmethod
     def _opening_general(cls, value: tuple[Opening, ...], info: ValidationInfo) -> tuple[Opening, ...]:
         if value and info.data.get("kind") not in (None, "general"):
-            msg = "opening applies only to firms of kind 'general' (a month-to-date against their monthly quota)"
+            msg = _("opening applies only to firms of kind 'general' (a month-to-date against their monthly quota)")
             raise ValueError(msg)
         return value
 
@@ -173,11 +175,11 @@ class Firm(_Model):
         if self.kind != "general":
             given = [f for f in ("baseline_kwh", "monthly_quota_kwh", "reduction") if getattr(self, f) is not None]
             if given:
-                problems.append(f"{', '.join(given)} apply only to firms of kind 'general'")
+                problems.append(_("{keys} apply only to firms of kind 'general'").format(keys=", ".join(given)))
         if self.kind != "workshop" and (self.rest_days or self.rest_dates):
-            problems.append("rest_days and rest_dates apply only to firms of kind 'workshop'")
+            problems.append(_("rest_days and rest_dates apply only to firms of kind 'workshop'"))
         if self.rota_exempt and self.group is None:
-            problems.append("rota_exempt needs a group (a firm without a group is never off)")
+            problems.append(_("rota_exempt needs a group (a firm without a group is never off)"))
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -218,10 +220,10 @@ class ModbusSource(_Model):
     @model_validator(mode="after")
     def _one_way_each(self) -> ModbusSource:
         if (self.host is None) == (self.serial is None):
-            msg = "give either host (Modbus TCP gateway) or serial (RS-485 port), not both or neither"
+            msg = _("give either host (Modbus TCP gateway) or serial (RS-485 port), not both or neither")
             raise ValueError(msg)
         if (self.template is None) == (self.register_address is None):
-            msg = "give either template (a meter model) or register (an inline register spec), not both or neither"
+            msg = _("give either template (a meter model) or register (an inline register spec), not both or neither")
             raise ValueError(msg)
         return self
 
@@ -234,7 +236,7 @@ class MqttSource(_Model):
     @classmethod
     def _no_wildcards(cls, value: str | None) -> str | None:
         if value is not None and (not value or "+" in value or "#" in value):
-            msg = "a meter topic must be a concrete topic, without wildcards"
+            msg = _("a meter topic must be a concrete topic, without wildcards")
             raise ValueError(msg)
         return value
 
@@ -251,7 +253,7 @@ class Meter(_Model):
     @model_validator(mode="after")
     def _one_source(self) -> Meter:
         if (self.modbus is None) == (self.mqtt is None):
-            msg = "a meter is read either over [meters.modbus] or over [meters.mqtt]: give exactly one"
+            msg = _("a meter is read either over [meters.modbus] or over [meters.mqtt]: give exactly one")
             raise ValueError(msg)
         return self
 
@@ -265,7 +267,7 @@ class Residents(_Model):
     def _hours(cls, value: str) -> str:
         match = _HOURS_RE.match(value)
         if not match or (match[1], match[2]) >= (match[3], match[4]):
-            msg = f"expected 'HH:MM-HH:MM' with the start before the end, got {value!r}"
+            msg = _("expected 'HH:MM-HH:MM' with the start before the end, got {value!r}").format(value=value)
             raise ValueError(msg)
         return value
 

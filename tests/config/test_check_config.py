@@ -25,9 +25,12 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+from tests.locales import english
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -52,9 +55,12 @@ def _id(path: Path) -> str:
     return path.relative_to(next(d for d in (BROKEN, VALID, WARNED) if path.is_relative_to(d))).as_posix()
 
 
-def check_config(path: Path, env: dict[str, str] | None = None, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run `quotad check-config -c path [args]` with a clean environment (no QUOTAD_* variables) plus `env`."""
-    clean = {k: v for k, v in os.environ.items() if not k.upper().startswith("QUOTAD_")}
+def check_config(
+    path: Path, env: dict[str, str] | None = None, *args: str, language: Callable[..., dict[str, str]] = english
+) -> subprocess.CompletedProcess[str]:
+    """Run `quotad check-config -c path [args]` with a clean environment (no QUOTAD_* variables) plus `env`, in
+    English (the text the expectations declare) unless `language` says otherwise."""
+    clean = language({k: v for k, v in os.environ.items() if not k.upper().startswith("QUOTAD_")})
     clean.update(PYTHONIOENCODING="utf-8", **(env or {}))
     return subprocess.run(
         [sys.executable, "-m", "quotad", "check-config", "-c", str(path), *args],
