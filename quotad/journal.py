@@ -160,7 +160,7 @@ class Journal:
         further): each one's retained topic is cleared and a `cutoff_order` point says so, once. Returns them."""
         ended = []
         for order in self.engine.orders.values():
-            if order.lifted is not None or order.until >= day.isoformat():
+            if order.lifted is not None or order.stands(day):
                 continue
             outbox: list[tuple[str, str, str]] = []
             if self.prefix is not None:

@@ -240,10 +240,7 @@ class Ledger:
         if not control.start <= day <= control.end:
             return None
         key = (firm, (day.year, day.month))
-        total = self.firm_month.get(key)
-        if total is None:
-            total = self.firm_month[key] = Total(self.opening.get(key, 0))
-        return total
+        return _total(self.firm_month, key, self.opening.get(key, 0))
 
     def township_day_total(self, day: dt.date) -> Total:
         return _total(self.township_day, day)
@@ -283,11 +280,11 @@ class Ledger:
         return _wh(self.township_day.get(day))
 
 
-def _total(totals: dict[K, Total], key: K) -> Total:
-    """The total under `key`, made (at 0) if there is none yet."""
+def _total(totals: dict[K, Total], key: K, start: int = 0) -> Total:
+    """The total under `key`, made (at `start` Wh: a month's opening, else 0) if there is none yet."""
     total = totals.get(key)
     if total is None:
-        total = totals[key] = Total()
+        total = totals[key] = Total(start)
     return total
 
 
