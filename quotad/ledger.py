@@ -17,7 +17,7 @@ from typing import Literal, NamedTuple, TypeVar
 
 from quotad.config.policy import Policy
 from quotad.errors import ReadingError
-from quotad.readings import Reading
+from quotad.readings import MAX_COUNTER_KWH, MAX_POWER_KW, Reading, out_of_bounds
 from quotad.schedule.calendar import Calendar, Micros
 from quotad.schedule.control import ControlPeriod
 
@@ -165,7 +165,9 @@ class Ledger:
         t0, t1 = m.last_t, reading.t
         if t0 is not None and t1 <= t0:
             return None
-        counter = reading.energy_kwh
+        counter, power = reading.energy_kwh, reading.power_kw
+        if not 0.0 <= counter <= MAX_COUNTER_KWH or (power is not None and not -MAX_POWER_KW <= power <= MAX_POWER_KW):
+            raise ReadingError(out_of_bounds(counter, power) or "impossible values")
         wh = round(counter * m.factor)
         previous, previous_counter = m.last_wh, m.last_counter
         m.last_t, m.last_wh, m.last_counter = t1, wh, counter

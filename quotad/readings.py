@@ -17,9 +17,25 @@ from typing import Any, NamedTuple
 from quotad.errors import ReadingError
 from quotad.schedule.calendar import MICROS_PER_S, Micros, to_micros
 
-__all__ = ["Reading", "parse_csv_lines", "parse_jsonl_line", "parse_jsonl_lines", "parse_record", "parse_ts"]
+__all__ = [
+    "MAX_COUNTER_KWH",
+    "MAX_POWER_KW",
+    "Reading",
+    "out_of_bounds",
+    "parse_csv_lines",
+    "parse_jsonl_line",
+    "parse_jsonl_lines",
+    "parse_record",
+    "parse_ts",
+]
 
 _INF = math.inf
+# What no meter can show. A counter past ten billion kWh: more than any register holds (DL/T 645: 999,999.99 kWh; a
+# 32-bit Modbus register of 0.01 kWh: 42,949,672.95) and than a large power station makes in a year. A power past
+# ten million kW (10 GW): more than the grid delivers to a whole province's towns. Such a value is a broken or
+# hostile meter, and is refused before it is counted (a 1e306 counter once overflowed the ledger's Wh).
+MAX_COUNTER_KWH = 1e10
+MAX_POWER_KW = 1e7
 _EPOCH_MIN_S, _EPOCH_MAX_S = 0, 32_503_680_000  # 1970-01-01 .. 3000-01-01
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _ONE_US = dt.timedelta(microseconds=1)
@@ -50,6 +66,15 @@ class Reading(NamedTuple):
 
 # The same Reading objects as Reading(...), built without NamedTuple's Python-level __new__ (hot path).
 _reading: Callable[[tuple[str, Micros, float, None]], Reading] = partial(tuple.__new__, Reading)
+
+
+def out_of_bounds(energy_kwh: float, power_kw: float | None) -> str | None:
+    """Why a reading's values are physically impossible, or None when they are not."""
+    if not 0.0 <= energy_kwh <= MAX_COUNTER_KWH:  # also refuses NaN
+        return f"energy_kwh: {energy_kwh!r} is not a counter a meter can show (0 to {MAX_COUNTER_KWH:.0e} kWh)"
+    if power_kw is not None and not -MAX_POWER_KW <= power_kw <= MAX_POWER_KW:
+        return f"power_kw: {power_kw!r} is not a power a meter can show (at most {MAX_POWER_KW:.0e} kW either way)"
+    return None
 
 
 def parse_ts(value: Any) -> Micros:

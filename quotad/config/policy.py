@@ -244,7 +244,9 @@ class MqttSource(_Model):
 class Meter(_Model):
     id: Id
     firm: Id | None = None
-    multiplier: PositiveKwh = 1.0
+    # the CT x PT ratio: a 110 kV line's 1100 x a 2000/5 A CT is 440,000; past a million, a slip (and a counter
+    # times it must stay a number the ledger can count in Wh)
+    multiplier: Annotated[float, Field(gt=0, le=1_000_000, allow_inf_nan=False, strict=True)] = 1.0
     offline_after_s: Annotated[float, Field(gt=0, allow_inf_nan=False, strict=True)] = 900.0
     max_kw: PositiveKwh | None = None
     modbus: ModbusSource | None = None
