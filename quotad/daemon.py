@@ -17,6 +17,7 @@ import fcntl
 import logging
 import os
 import signal
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -24,16 +25,18 @@ from typing import IO
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
 
+from quotad.alerts import Alert
 from quotad.clock import Clock, shared_anchor
 from quotad.config.daemon import read_secret
 from quotad.config.load import Loaded, load
-from quotad.errors import ConfigError, QuotadError, ReadingError
-from quotad.inbox import Inbox
+from quotad.errors import ConfigError, QuotadError, ReadingError, StoreError
+from quotad.inbox import Inbox, Item
 from quotad.journal import Journal
 from quotad.meters.modbus import ModbusPoller
 from quotad.meters.mqtt import MqttMeters, meter_topics
 from quotad.notify import notify, watchdog_interval_s
 from quotad.outputs import Message, topic
+from quotad.readings import Reading
 from quotad.schedule.calendar import MICROS_PER_S, to_micros
 from quotad.sinks import InfluxSink, MqttSink
 from quotad.status import residents_notice, rota_notice, status_messages
@@ -44,6 +47,15 @@ __all__ = ["Daemon", "DaemonLock"]
 log = logging.getLogger(__name__)
 FUTURE_LIMIT = 5 * 60 * MICROS_PER_S  # a reading stamped further ahead of the clock is refused
 _STATUS_MIN_S, _STATUS_MAX_S = 5.0, 300.0
+_RETRY_MIN_S, _RETRY_MAX_S = 1.0, 60.0  # a refused write is tried again after 1 s, doubling up to a minute
+
+
+class _Faulted(Exception):
+    """The core failed on the batch's reading `index` (a bug, or a value no check foresaw)."""
+
+    def __init__(self, index: int, why: str) -> None:
+        super().__init__(why)
+        self.index, self.why = index, why
 
 
 class DaemonLock:
@@ -77,7 +89,11 @@ class Daemon:
         self.loaded, self.config_path, self.settings = loaded, config_path, loaded.daemon
         for warning in loaded.warnings:
             log.warning("%s", warning)
-        self.store = Store(self.settings.state_dir)
+        try:
+            self.store = Store(self.settings.state_dir)
+        except (OSError, sqlite3.Error) as exc:
+            msg = f"cannot open the state in {self.settings.state_dir}: {exc}"
+            raise QuotadError(msg) from exc
         self.lock = DaemonLock(self.settings.state_dir)
         if not self.lock.acquire():
             msg = f"another quotad runs on {self.settings.state_dir} (it holds {self.lock.path})"
@@ -88,6 +104,12 @@ class Daemon:
         self.journal = Journal(self.store, loaded.policy, self.prefix, self.settings.influx is not None)
         self.inbox: Inbox | None = None  # made by `run`, on its loop
         self.rejected: dict[str, int] = {}
+        self.sources = _sources(loaded)
+        # A write the state directory refused (a full disk): set until a write succeeds again; meanwhile readings
+        # stay unacknowledged, the writes are tried again with backoff, and the daemon says why it is degraded.
+        self.trouble: StoreError | None = None
+        self._retry_at, self._retry_s, self._commits_then = 0.0, _RETRY_MIN_S, 0
+        self._said_ready = False
         self._status_sent: dict[str, tuple[str, float]] = {}
         self._day: dt.date | None = None
         self._stop = asyncio.Event()
@@ -126,7 +148,7 @@ class Daemon:
                  self.store.path, replayed, time.monotonic() - started)  # fmt: skip
         scheduler = AsyncIOScheduler()
         scheduler.add_job(self._tick, "interval", seconds=1, max_instances=1, coalesce=True, id="tick")
-        scheduler.add_job(self.journal.snapshot, "interval", minutes=5, max_instances=1, coalesce=True, id="snapshot")
+        scheduler.add_job(self._snapshot, "interval", minutes=5, max_instances=1, coalesce=True, id="snapshot")
         scheduler.start()
         self._tasks.append(asyncio.create_task(self._ingest(), name="ingest"))
         # READY=1 once the meters are subscribed; meanwhile enforcement runs and a stop is heard at once
@@ -149,7 +171,8 @@ class Daemon:
         if self.mqtt_sink is not None and self.prefix is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.mqtt_sink.connected.wait(), 10.0)
-            self.mqtt_sink.publish_now(Message(self._topic("daemon"), "online", retain=True))
+        self._said_ready = True
+        self._say_state()
         notify("READY=1")
         log.info("quotad serving %s: %d meters", self.journal.policy.township.id, len(self.journal.policy.meters))
 
@@ -206,7 +229,7 @@ class Daemon:
         backlog = {sink: self.store.backlog(sink) for sink in ("mqtt", "influx")}
         if any(backlog.values()):
             log.info("stopping: %s left in the outboxes, delivered at the next start", backlog)
-        self.journal.snapshot()
+        self._snapshot()
         if self.mqtt_sink is not None:
             self.mqtt_sink.stop()
         self.store.close()
@@ -243,30 +266,119 @@ class Daemon:
         assert self.inbox is not None
         while True:
             batch = await self.inbox.take()
-            alerts = []
-            limit = self.clock.now() + FUTURE_LIMIT
-            with self.store.batch():
-                for reading, _ack in batch:
-                    if reading.t > limit:
-                        self._reject(reading.meter, "stamped more than 5 minutes ahead of the clock")
-                        continue
-                    try:
-                        alerts += self.journal.record_reading(reading)
-                    except ReadingError as exc:
-                        self._reject(reading.meter, str(exc))
+            alerts, refused = await self._journal_batch(batch)
             for _reading, ack in batch:
                 if ack is not None:
                     ack()
+            for reading, why in refused:
+                self._reject(reading.meter, why)
             for alert in alerts:
                 log.warning("%s %s", alert.id, alert.message)
             for wake in self.wakes.values():
                 wake.set()
             await asyncio.sleep(0)  # the sinks and the tick get their turn between batches
 
+    async def _journal_batch(self, batch: list[Item]) -> tuple[list[Alert], list[tuple[Reading, str]]]:
+        """Journal `batch` in one transaction, trying again until it is durable: a write the disk refuses is tried
+        again with backoff (the engine rebuilt from the journal each time, so it never runs ahead of it); a reading
+        the core fails on is set apart (journaled as rejected) and the rest of the batch goes on."""
+        quarantined: dict[int, str] = {}
+        while True:
+            if self.trouble is not None:
+                await asyncio.sleep(max(0.0, self._retry_at - time.monotonic()))
+            try:
+                return self._write_batch(batch, quarantined)
+            except _Faulted as fault:
+                reading = batch[fault.index][0]
+                quarantined[fault.index] = f"the core failed on it: {fault.why}"
+                log.error("reading of meter %s (%s) set apart: the core failed on it (%s): %r",
+                          reading.meter, self.sources.get(reading.meter, "?"), fault.why, reading,
+                          exc_info=fault.__cause__ if self.rejected.get(reading.meter) is None else None)  # fmt: skip
+                self._rebuild()  # the core may have half-applied it
+            except StoreError as exc:
+                self._refused(exc)
+
+    def _write_batch(
+        self, batch: list[Item], quarantined: dict[int, str]
+    ) -> tuple[list[Alert], list[tuple[Reading, str]]]:
+        journal, alerts, refused = self.journal, [], []
+        limit = self.clock.now() + FUTURE_LIMIT
+        with self.store.batch():
+            for index, (reading, _ack) in enumerate(batch):
+                why = quarantined.get(index)
+                if why is None and reading.t > limit:
+                    why = "stamped more than 5 minutes ahead of the clock"
+                if why is None:
+                    try:
+                        alerts += journal.record_reading(reading)
+                        continue
+                    except ReadingError as exc:  # refused before anything was counted
+                        why = str(exc)
+                    except Exception as exc:  # whatever it is, one reading never stops ingestion
+                        raise _Faulted(index, f"{type(exc).__name__}: {exc}") from exc
+                journal.record_rejected(reading, why)
+                refused.append((reading, why))
+        self._written()
+        return alerts, refused
+
     def _reject(self, meter: str, why: str) -> None:
         count = self.rejected[meter] = self.rejected.get(meter, 0) + 1
         if count == 1 or count % 100 == 0:
-            log.warning("reading of meter %s refused (%d so far): %s", meter, count, why)
+            log.warning("reading of meter %s (%s) refused (%d so far): %s", meter, self.sources.get(meter, "?"),
+                        count, why)  # fmt: skip
+
+    # -- a state directory that refuses writes -------------------------------------------------
+
+    def _refused(self, exc: StoreError) -> None:
+        """A write was refused: nothing of it is committed, but the engine may have applied it. The engine is rebuilt
+        from the journal (what is committed), and the write is tried again after a backoff."""
+        first = self.trouble is None
+        self.trouble, self._commits_then = exc, self.store.commits
+        self._rebuild()
+        self._retry_at = time.monotonic() + self._retry_s
+        if first:
+            log.error(
+                "%s: quotad is degraded: readings are held unacknowledged (their brokers keep them) and the write is "
+                "tried again, from every %.0f s up to every %.0f s", exc, _RETRY_MIN_S, _RETRY_MAX_S,
+            )  # fmt: skip
+            self._say_state()
+        self._retry_s = min(self._retry_s * 2, _RETRY_MAX_S)
+
+    def _written(self) -> None:
+        """A write succeeded: the state directory takes writes again."""
+        self._retry_s = _RETRY_MIN_S
+        if self.trouble is not None:
+            log.warning("the state directory %s takes writes again: quotad resumes", self.settings.state_dir)
+            self.trouble = None
+            self._say_state()
+
+    def _rebuild(self) -> None:
+        """The engine as the journal has it (the latest snapshot and the events after it)."""
+        journal = Journal(self.store, self.journal.policy, self.prefix, self.settings.influx is not None)
+        journal.restore()
+        self.journal = journal
+
+    def _snapshot(self) -> None:
+        if self.trouble is not None:
+            return  # a snapshot is an optimisation: it waits for the disk, like everything else
+        try:
+            self.journal.snapshot()
+        except StoreError as exc:  # the engine is unchanged by a refused snapshot: only the next restore is longer
+            log.warning("state snapshot not saved (%s): the next start replays the journal from the previous one", exc)
+
+    def _trouble_text(self) -> str:
+        """What the daemon topic and systemd's STATUS= say while writes are refused."""
+        assert self.trouble is not None
+        if self.trouble.full:
+            return f"磁盘已满，读数暂不入账 (disk full: {self.settings.state_dir})"
+        return f"状态目录无法写入，读数暂不入账 ({self.trouble})"
+
+    def _say_state(self) -> None:
+        """The retained daemon topic: `online`, or `degraded: ...` while writes are refused (once ready)."""
+        if not self._said_ready or self.mqtt_sink is None or self.prefix is None:
+            return
+        payload = "online" if self.trouble is None else f"degraded: {self._trouble_text()}"
+        self.mqtt_sink.say(Message(self._topic("daemon"), payload, retain=True))
 
     # -- the tick ------------------------------------------------------------------------------
 
@@ -276,20 +388,35 @@ class Daemon:
         now = self.clock.now()
         engine = self.journal.engine
         day = engine.calendar.day_of(now)
+        if self.trouble is None or time.monotonic() >= self._retry_at:
+            try:
+                self._journaled_work(now, day)
+            except StoreError as exc:
+                self._refused(exc)
+            else:
+                if self.trouble is not None and self.store.commits > self._commits_then:
+                    self._written()
+        self._statuses(now)
+        engine = self.journal.engine
+        consumed = engine.ledger.township_day_wh(day) / 1000
+        cap = engine.plan.control.cap_kwh(day)
+        status = f"{day}: {consumed:.0f} of {cap:.0f} kWh"
+        if self.trouble is not None:
+            status = f"DEGRADED, {self._trouble_text()}; {status}"
+        notify(f"WATCHDOG=1\nSTATUS={status}")
+
+    def _journaled_work(self, now: int, day: dt.date) -> None:
+        """The tick's writes: the day's rollover, the notices, the operators' requests."""
         if day != self._day:
-            if self._day is not None:
-                log.info("a new day: %s", day)
-            self._day = day
-            self._status_sent.clear()  # publish everything afresh
             for order in self.journal.record_order_ends(day):
                 log.info("the cutoff order of %s ended on %s", order.firm, order.until)
                 self.wakes["influx"].set()
+            if self._day is not None:
+                log.info("a new day: %s", day)
+            self._day = day  # once its writes are done: a refused one is tried again at the next tick
+            self._status_sent.clear()  # publish everything afresh
         self._notices(now, day)
-        self._statuses(now)
         self._requests()
-        consumed = engine.ledger.township_day_wh(day) / 1000
-        cap = engine.plan.control.cap_kwh(day)
-        notify(f"WATCHDOG=1\nSTATUS={day}: {consumed:.0f} of {cap:.0f} kWh")
 
     def _statuses(self, now: int) -> None:
         if self.mqtt_sink is None or self.prefix is None:
@@ -330,12 +457,13 @@ class Daemon:
                 self.store.finish_request(request, {"ok": False, "error": "unknown request"})
                 continue
             try:
-                order = self.journal.record_lift(body["firm"], body["by"], body["reason"], body["at"])
+                with self.store.batch():  # the lift and its answer, together or not at all
+                    order = self.journal.record_lift(body["firm"], body["by"], body["reason"], body["at"])
+                    self.store.finish_request(request, {"ok": True, "alert_id": order.alert_id})
             except KeyError as exc:
                 self.store.finish_request(request, {"ok": False, "error": str(exc.args[0])})
                 continue
             log.warning("cutoff order of %s lifted by %s: %s", order.firm, body["by"], body["reason"])
-            self.store.finish_request(request, {"ok": True, "alert_id": order.alert_id})
             for wake in self.wakes.values():
                 wake.set()
 
@@ -364,6 +492,20 @@ class Daemon:
     def _topic(self, *parts: str) -> str:
         assert self.prefix is not None
         return topic(self.prefix, self.journal.policy.township.id, *parts)
+
+
+def _sources(loaded: Loaded) -> dict[str, str]:
+    """Where each meter is read: its MQTT topic, or its Modbus gateway and unit (what a refusal's log line names)."""
+    settings = loaded.daemon.mqtt if loaded.daemon is not None else None
+    prefix = settings.topic_prefix if settings is not None else "quotad"
+    policy = loaded.policy
+    topics = meter_topics(policy.meters, prefix, policy.township.id)
+    where = {meter: f"MQTT topic {mqtt_topic}" for meter, mqtt_topic, _fmt in topics}
+    for m in policy.meters:
+        if m.modbus is not None:
+            line = m.modbus.serial or f"{m.modbus.host}:{m.modbus.port}"
+            where[m.id] = f"Modbus {line} unit {m.modbus.unit}"
+    return where
 
 
 def _how_read(loaded: Loaded) -> list[dict[str, object]]:

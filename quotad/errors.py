@@ -11,6 +11,7 @@ __all__ = [
     "Problem",
     "QuotadError",
     "ReadingError",
+    "StoreError",
     "UsageError",
 ]
 
@@ -61,3 +62,12 @@ class DecodeError(MeterError):
 
     Never decoded to 0: a sentinel read as 0 would corrupt an energy counter.
     """
+
+
+class StoreError(QuotadError):
+    """The state directory refused a write (a full disk, an I/O error, a read-only file system). Nothing of the
+    write was committed; `full` says whether the disk is full."""
+
+    def __init__(self, message: str, *, full: bool) -> None:
+        super().__init__(message)
+        self.full = full

@@ -9,11 +9,13 @@ that record wins: a policy changed between two runs never un-raises an alert or 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import io
 import json
 import logging
+import math
 import pickle
 from collections.abc import Sequence
 from dataclasses import asdict, replace
@@ -25,6 +27,7 @@ from quotad import __version__
 from quotad.alerts import Alert, Lift, Order
 from quotad.config.policy import Policy
 from quotad.engine import Engine
+from quotad.errors import ReadingError, StoreError
 from quotad.outputs import (
     EnergyPoints,
     Message,
@@ -133,11 +136,17 @@ class Journal:
                     "meter %s: multiplier %g -> %g; its counter's rises count at the new ratio from now on",
                     meter, ledger.meters[meter].multiplier, value,
                 )  # fmt: skip
-        if changed:
+        if changed:  # journaled first: a write refused leaves the engine as the journal has it
+            self.last_event = self.store.append("multipliers", {"multipliers": changed})
             for meter, value in changed.items():
                 ledger.set_multiplier(meter, value)
-            self.last_event = self.store.append("multipliers", {"multipliers": changed})
         return changed
+
+    def record_rejected(self, reading: Reading, why: str) -> None:
+        """Journal a reading that was refused (impossible values, a clock far ahead, one the core failed on): the
+        record of what a broken or hostile meter sent. Replaying it does nothing."""
+        values = [v if v is None or math.isfinite(v) else repr(v) for v in (reading.energy_kwh, reading.power_kw)]
+        self.last_event = self.store.append("rejected", {"reading": [reading.meter, reading.t, *values], "why": why})
 
     def record_lift(self, firm: str, by: str, reason: str, at: str) -> Order:
         order = self.engine.lift(firm, by, reason, at)
@@ -247,7 +256,10 @@ class Journal:
             self._replay(event.kind, event.body)
             self.last_event = event.seq
             replayed += 1
-        self.settle_multipliers()
+        try:
+            self.settle_multipliers()
+        except StoreError:  # a full disk: the first reading's batch journals them (and is tried again until it can)
+            self._multipliers_settled = False
         return replayed
 
     def _replay(self, kind: str, body: dict[str, Any]) -> None:
@@ -255,7 +267,8 @@ class Journal:
         if kind == "reading":
             meter, t, energy, power = body["reading"]
             if meter in engine.ledger.meters:
-                engine.ingest(Reading(meter, t, energy, power))
+                with contextlib.suppress(ReadingError):  # refused now by a bound added since: its record stands
+                    engine.ingest(Reading(meter, t, energy, power))
             engine.raised.update(body["raised"])  # what was raised stays raised
             for data in body["orders"]:
                 order = order_from_json(data)

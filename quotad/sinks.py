@@ -19,6 +19,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
+from functools import partial
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
@@ -27,6 +28,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from quotad.config.daemon import InfluxSettings, MqttSettings, read_secret
+from quotad.errors import StoreError
 from quotad.outputs import Message
 from quotad.store import Store
 
@@ -73,6 +75,7 @@ class MqttSink:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._was_down = False
         self._stopping = False
+        self._said: Message | None = None  # the daemon topic's state, said again after each reconnection
         # the deliver loop waits for its batch's last PUBACK (they come in order): paho's thread wakes it then
         self._awaited_mid: int | None = None
         self._answered = asyncio.Event()
@@ -94,6 +97,9 @@ class MqttSink:
         if self._was_down:
             log.info("MQTT broker %s:%d is back", self.settings.host, self.settings.port)
         self._was_down = False
+        said = self._said
+        if said is not None:  # the last will may have said `offline` meanwhile
+            client.publish(said.topic, said.payload, qos=1, retain=True)
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self.connected.set)
 
@@ -125,6 +131,11 @@ class MqttSink:
         """Fire-and-forget (QoS 1) for state that is re-published anyway: statuses, the schedule, notices."""
         if self.connected.is_set():
             self.client.publish(message.topic, message.payload or None, qos=1, retain=message.retain)
+
+    def say(self, message: Message) -> None:
+        """Publish the daemon's state (retained) now, and again after every reconnection."""
+        self._said = message
+        self.publish_now(message)
 
     async def deliver(self, wake: asyncio.Event, refused_retry_s: float = 30.0) -> None:
         """Deliver the outbox forever, in order; a message is removed once the broker acknowledged it. A message
@@ -168,10 +179,10 @@ class MqttSink:
                             "broker's ACL for quotad's user", topic, reason, refused_retry_s,
                         )  # fmt: skip
             if delivered:
-                self.store.acknowledge("mqtt", delivered)
+                await durably(partial(self.store.acknowledge, "mqtt", delivered))
                 self.delivered += len(delivered)
             if refused:  # behind the newer messages: one refused topic never holds back the others
-                self.store.requeue("mqtt", refused)
+                await durably(partial(self.store.requeue, "mqtt", refused))
                 if not delivered:
                     await asyncio.sleep(refused_retry_s)
 
@@ -203,6 +214,22 @@ async def _acknowledged(
     return done
 
 
+async def durably(write: Callable[[], None], retry_s: float = 1.0) -> None:
+    """Do `write` on the store, trying again while the state directory refuses it (a full disk): what was delivered
+    is removed from the outbox before anything else is sent, so that nothing is sent twice."""
+    logged = False
+    while True:
+        try:
+            write()
+        except StoreError as exc:
+            if not logged:
+                log.warning("%s: what was delivered stays marked as waiting until the write goes through", exc)
+                logged = True
+            await asyncio.sleep(retry_s)
+        else:
+            return
+
+
 class InfluxSink:
     """Writes the `influx` outbox in batches; a batch is removed when the database answered 2xx."""
 
@@ -232,7 +259,7 @@ class InfluxSink:
             if self.down:
                 log.info("InfluxDB at %s is back", self.settings.url)
             self.down = False
-            self.store.acknowledge_through("influx", last)
+            await durably(partial(self.store.acknowledge_through, "influx", last))
             self.delivered += body.count("\n") + 1  # points
 
     def _write(self, body: str) -> None:

@@ -19,12 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from quotad.errors import StoreError
+
 __all__ = ["Event", "OutboxItem", "Store"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY,         -- never deleted: a new one is always the highest
-    kind TEXT NOT NULL,              -- 'reading' | 'lift' | 'notice' | 'multipliers'
+    kind TEXT NOT NULL,              -- 'reading' | 'lift' | 'notice' | 'multipliers' | 'order_end' | 'rejected'
     body TEXT NOT NULL               -- JSON
 );
 CREATE TABLE IF NOT EXISTS outbox (
@@ -73,6 +75,7 @@ class Store:
         self.db.executescript(_SCHEMA)
         os.chmod(self.path, 0o600)
         self._batch_depth = 0
+        self.commits = 0  # transactions committed: a daemon in trouble knows a write went through
         # Inside a batch, appends are gathered and written at its end, two statements for all of them.
         self._next_seq = 0
         self._events: list[tuple[int, str, str]] = []
@@ -99,7 +102,7 @@ class Store:
         except sqlite3.Error as exc:
             msg = f"cannot read {path}: {exc}"
             raise OSError(msg) from None
-        store._batch_depth, store._next_seq, store._events, store._outbox = 0, 0, [], []
+        store._batch_depth, store._next_seq, store._events, store._outbox, store.commits = 0, 0, [], [], 0
         return store
 
     def order_events(self) -> Iterator[Event]:
@@ -208,7 +211,8 @@ class Store:
     # -- operator requests and small values ----------------------------------------------------
 
     def request(self, body: dict[str, Any]) -> int:
-        cursor = self.db.execute("INSERT INTO requests (body) VALUES (?)", (_dumps(body),))
+        with self._transaction():
+            cursor = self.db.execute("INSERT INTO requests (body) VALUES (?)", (_dumps(body),))
         assert cursor.lastrowid is not None
         return cursor.lastrowid
 
@@ -217,7 +221,8 @@ class Store:
         return [(int(i), json.loads(b)) for i, b in rows]
 
     def finish_request(self, request: int, outcome: dict[str, Any]) -> None:
-        self.db.execute("UPDATE requests SET done = ? WHERE id = ?", (_dumps(outcome), request))
+        with self._transaction():
+            self.db.execute("UPDATE requests SET done = ? WHERE id = ?", (_dumps(outcome), request))
 
     def outcome(self, request: int) -> dict[str, Any] | None:
         row = self.db.execute("SELECT done FROM requests WHERE id = ?", (request,)).fetchone()
@@ -228,7 +233,8 @@ class Store:
         return str(row[0]) if row else None
 
     def put(self, key: str, value: str) -> None:
-        self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+        with self._transaction():
+            self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
     def batch(self) -> _Transaction:
         """One transaction around many appends (and snapshots): all of them are durable, or none."""
@@ -239,7 +245,8 @@ class Store:
 
 
 class _Transaction:
-    """A transaction; inside an open one (a batch) it joins it."""
+    """A transaction; inside an open one (a batch) it joins it. A write the state directory refuses (a full disk,
+    an I/O error) rolls the whole transaction back and raises StoreError: nothing of it is committed."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -247,7 +254,10 @@ class _Transaction:
     def __enter__(self) -> None:
         store = self.store
         if store._batch_depth == 0:
-            store.db.execute("BEGIN IMMEDIATE")
+            try:
+                store.db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise _refused(exc, store.path) from exc
             store._next_seq = store.last_event() + 1
         store._batch_depth += 1
 
@@ -259,15 +269,35 @@ class _Transaction:
         events, outbox = store._events, store._outbox
         store._events, store._outbox = [], []
         if kind is not None:
-            store.db.execute("ROLLBACK")
+            _rollback(store.db)
+            if isinstance(value, sqlite3.Error):  # a statement inside the transaction was refused
+                raise _refused(value, store.path) from value
             return
         try:
             store.db.executemany("INSERT INTO events (seq, kind, body) VALUES (?, ?, ?)", events)
             store.db.executemany("INSERT INTO outbox (sink, key, body, event) VALUES (?, ?, ?, ?)", _coalesced(outbox))
+            store.db.execute("COMMIT")
+            store.commits += 1
+        except sqlite3.Error as exc:
+            _rollback(store.db)
+            raise _refused(exc, store.path) from exc
         except BaseException:
-            store.db.execute("ROLLBACK")
+            _rollback(store.db)
             raise
-        store.db.execute("COMMIT")
+
+
+def _rollback(db: sqlite3.Connection) -> None:
+    """Roll back the open transaction, if SQLite has not already done so (it does after some errors, SQLITE_FULL
+    among them)."""
+    if db.in_transaction:
+        db.execute("ROLLBACK")
+
+
+def _refused(exc: sqlite3.Error, path: Path) -> StoreError:
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF  # the primary result code
+    full = code == sqlite3.SQLITE_FULL
+    what = "the disk is full" if full else f"the write failed ({exc})"
+    return StoreError(f"cannot write the state in {path}: {what}", full=full)
 
 
 def _coalesced(rows: list[tuple[str, str, str, int]]) -> list[tuple[str, str, str, int]]:
