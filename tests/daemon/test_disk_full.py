@@ -18,6 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from quotad.engine import Engine
+from quotad.errors import StoreError
+from quotad.journal import Journal
+from quotad.store import Store
 from tests.brokers import Mosquitto
 from tests.daemon.feedtown import (
     Publisher,
@@ -35,6 +39,7 @@ from tests.daemon.test_daemon_e2e import NotifySocket
 from tests.daemon.township import Collector, eventually
 from tests.services import Influx1
 
+ROOT = Path(__file__).resolve().parents[2]
 DAEMON_TOPIC = "quotad/xx-town/daemon"
 
 
@@ -129,3 +134,52 @@ def test_a_full_disk_mid_burst_loses_and_repeats_nothing(tmp_path: Path, broker:
         assert code == 0
         assert "the disk is full" in text
         assert "takes writes again: quotad resumes" in text
+
+
+def test_a_refused_batch_commits_nothing_and_the_engine_is_rebuilt_as_the_journal_has_it(tmp_path: Path) -> None:
+    """The fault that once lost a cutoff: a batch the disk refuses leaves no trace, the engine that applied it is
+    replaced by one rebuilt from the journal (so a snapshot can never be ahead of the journal), and the same batch
+    journaled once there is space again gives what an uninterrupted run gives."""
+    policy = policy_of(ROOT / "config" / "township.toml")
+    readings = feed(policy, days=2)
+    straight = Engine(policy)
+    expected = [[a.id for a in straight.ingest(r)] for r in readings]
+    with small_disk(tmp_path / "disk", 8) as disk:
+        store = Store(disk / "state")
+        journal = Journal(store, policy, "quotad", influx=True)
+        journal.restore()
+        with store.batch():
+            for reading in readings[:500]:
+                journal.record_reading(reading)
+        committed = store.last_event()
+        filler = fill(disk)
+
+        def the_rest() -> None:
+            with store.batch():
+                for reading in readings[500:]:
+                    journal.record_reading(reading)
+
+        with pytest.raises(StoreError) as refused:
+            the_rest()
+        assert refused.value.full
+        assert "the disk is full" in str(refused.value)
+        assert store.last_event() == committed  # nothing of the batch
+        assert journal.engine.orders  # the engine that applied it holds the cutoffs the journal does not have
+        rebuilt = Journal(store, policy, "quotad", influx=True)
+        rebuilt.restore()
+        assert rebuilt.last_event == committed
+        assert not rebuilt.engine.orders
+        with pytest.raises(StoreError):
+            rebuilt.snapshot()  # nothing can be written meanwhile, not even a snapshot
+        filler.unlink()
+        with store.batch():
+            raised = [[a.id for a in rebuilt.record_reading(r)] for r in readings[500:]]
+        rebuilt.snapshot()
+        restarted = Journal(store, policy, "quotad", influx=True)
+        restarted.restore()
+        events = [e.body["raised"] for e in store.events() if e.kind == "reading"]
+        store.close()
+    assert raised == expected[500:]
+    assert events == expected  # one event per reading, each with what it raised, as uninterrupted
+    assert restarted.engine.orders == straight.orders
+    assert restarted.engine.ledger.firm_day == straight.ledger.firm_day
