@@ -401,6 +401,8 @@ class Daemon:
         consumed = engine.ledger.township_day_wh(day) / 1000
         cap = engine.plan.control.cap_kwh(day)
         status = f"{day}: {consumed:.0f} of {cap:.0f} kWh"
+        if self.rejected:
+            status += f"; {sum(self.rejected.values())} readings refused ({len(self.rejected)} meters, see the log)"
         if self.trouble is not None:
             status = f"DEGRADED, {self._trouble_text()}; {status}"
         notify(f"WATCHDOG=1\nSTATUS={status}")

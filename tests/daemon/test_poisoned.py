@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import struct
 import subprocess
@@ -38,6 +39,7 @@ from tests.daemon.feedtown import (
     policy_of,
     replayed,
 )
+from tests.daemon.test_daemon_e2e import NotifySocket
 from tests.daemon.township import Collector, eventually
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -134,9 +136,11 @@ def test_a_poisoned_reading_on_each_kind_of_meter_is_refused_and_the_rest_enforc
         expected = replayed(policy, readings)  # the poisoned meters never count: as if they had sent nothing
         collector = Collector(broker, ["quotad/xx-town/#"])
         log = tmp_path / "daemon.log"
+        notify = NotifySocket(tmp_path / "notify.sock")
         daemon = subprocess.Popen(
-            [sys.executable, "-m", "quotad", "run", "-c", str(config)], stdout=log.open("ab"), stderr=subprocess.STDOUT
-        )
+            [sys.executable, "-m", "quotad", "run", "-c", str(config)], stdout=log.open("ab"), stderr=subprocess.STDOUT,
+            env={**os.environ, "NOTIFY_SOCKET": str(notify.path)},
+        )  # fmt: skip
         try:
             eventually(lambda: collector.last("quotad/xx-town/daemon") == "online", "the daemon online")
             half = len(readings) // 2
@@ -147,6 +151,7 @@ def test_a_poisoned_reading_on_each_kind_of_meter_is_refused_and_the_rest_enforc
             eventually(lambda: len(journaled_readings(state)) == len(readings), "every good reading journaled", 90)
             rejected = journal_of(state, "rejected")
             eventually(lambda: any(b["reading"][0] == "p-modbus" for b in journal_of(state, "rejected")), "modbus")
+            eventually(lambda: any("readings refused (5 meters, see the log)" in d for d in notify.received), "STATUS=")
             # a restart: nothing poisoned is waiting on the broker, nothing is replayed wrongly
             daemon.send_signal(signal.SIGTERM)
             assert daemon.wait(60) == 0
@@ -159,6 +164,7 @@ def test_a_poisoned_reading_on_each_kind_of_meter_is_refused_and_the_rest_enforc
             daemon.send_signal(signal.SIGTERM)
             code = daemon.wait(60)
             collector.close()
+            notify.close()
     ids = [str(i) for body in journal_of(state, "reading") for i in body["raised"]]  # type: ignore[attr-defined]
     assert ids == expected
     assert journaled_readings(state) == [(r.meter, r.t) for r in readings]
