@@ -402,7 +402,8 @@ class Daemon:
         cap = engine.plan.control.cap_kwh(day)
         status = f"{day}: {consumed:.0f} of {cap:.0f} kWh"
         if self.rejected:
-            status += f"; {sum(self.rejected.values())} readings refused ({len(self.rejected)} meters, see the log)"
+            refused, meters = sum(self.rejected.values()), len(self.rejected)
+            status += f"; readings refused: {refused} from {meters} meter(s), see the log"
         if self.trouble is not None:
             status = f"DEGRADED, {self._trouble_text()}; {status}"
         notify(f"WATCHDOG=1\nSTATUS={status}")

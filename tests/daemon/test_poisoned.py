@@ -151,7 +151,7 @@ def test_a_poisoned_reading_on_each_kind_of_meter_is_refused_and_the_rest_enforc
             eventually(lambda: len(journaled_readings(state)) == len(readings), "every good reading journaled", 90)
             rejected = journal_of(state, "rejected")
             eventually(lambda: any(b["reading"][0] == "p-modbus" for b in journal_of(state, "rejected")), "modbus")
-            eventually(lambda: any("readings refused (5 meters, see the log)" in d for d in notify.received), "STATUS=")
+            eventually(lambda: any("from 5 meter(s), see the log" in d for d in notify.received), "STATUS= counting")
             # a restart: nothing poisoned is waiting on the broker, nothing is replayed wrongly
             daemon.send_signal(signal.SIGTERM)
             assert daemon.wait(60) == 0
