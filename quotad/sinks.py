@@ -5,7 +5,9 @@ code; a refusal (e.g. 0x87 "not authorized" from an ACL) keeps the message in th
 in the log: over MQTT 3.1.1 a refused PUBLISH is acknowledged like any other and the alert would be silently
 lost. `InfluxSink` writes
 batches of line protocol (`v1`: POST /write of InfluxDB 1.x; `v2`: influxdb-client's write API) and counts
-them delivered on a 2xx answer. While a sink's peer is down its outbox grows; enforcement goes on.
+them delivered on a 2xx answer. While a sink's peer is down its outbox grows, enforcement goes on, and the
+InfluxDB outbox stays within its bound (its oldest telemetry gives way; the MQTT outbox holds only alerts, orders
+and notices, which never do).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from quotad.bounds import OutboxBound
 from quotad.config.daemon import InfluxSettings, MqttSettings, read_secret
 from quotad.outputs import Message
 from quotad.store import Store
@@ -210,14 +213,15 @@ class _Refused(RuntimeError):
 
 class InfluxSink:
     """Writes the `influx` outbox in batches; a batch is removed when the database answered 2xx. While the database
-    is away, or refuses the credentials, the batch is tried again with backoff (2 s doubling up to 30 s). v1
-    authenticates with HTTP Basic auth (`username`, `password_file`: what every InfluxDB 1.x takes), or sends
-    `token_file`'s line as `Authorization: Token`."""
+    is away, or refuses the credentials, the batch is tried again with backoff (2 s doubling up to 30 s), and the
+    outbox is kept within its bound (`quotad.bounds`). v1 authenticates with HTTP Basic auth (`username`,
+    `password_file`: what every InfluxDB 1.x takes), or sends `token_file`'s line as `Authorization: Token`."""
 
     def __init__(self, settings: InfluxSettings, store: Store) -> None:
         self.settings, self.store = settings, store
         self.token: str | None = None  # token_file's line (v2, or v1's Token header): read by `_authorization`
         self.authorization = self._authorization()
+        self.bound = OutboxBound(store, "influx", settings.outbox_max_mb, settings.outbox_max_age_h)
         self.delivered = 0
         self.down = False
         self.fault: str | None = None  # what keeps the points waiting: "unavailable" or "not authorized"
@@ -237,8 +241,10 @@ class InfluxSink:
     async def deliver(self, wake: asyncio.Event, retry_s: float = 2.0, max_retry_s: float = 30.0) -> None:
         delay = retry_s
         while True:
+            self.bound.enforce()
             pending = self.store.pending_text("influx", 5000)
             if pending is None:
+                self.bound.caught_up()
                 wake.clear()
                 await wake.wait()
                 continue
@@ -247,7 +253,7 @@ class InfluxSink:
                 await asyncio.to_thread(self._write, body)
             except (OSError, urllib.error.URLError, RuntimeError) as exc:
                 self._failed(exc)
-                await asyncio.sleep(delay)
+                await self._pause(delay)  # the bound is kept by this loop alone: never with a batch in flight
                 delay = min(delay * 2, max_retry_s)
                 continue
             if self.down:
@@ -285,6 +291,13 @@ class InfluxSink:
             wanted = "username and password_file" if settings.api == "v1" else "token_file"
             return f"; none were given: set {wanted} in [influx]"
         return ""
+
+    async def _pause(self, seconds: float) -> None:
+        """Wait `seconds` before trying again, keeping the outbox within its bound meanwhile (once a second)."""
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            await asyncio.sleep(min(1.0, left))
+            self.bound.enforce()
 
     def _write(self, body: str) -> None:
         if self.settings.api == "v2":

@@ -71,7 +71,9 @@ class InfluxSettings(_Section):
     """`[influx]`. Credentials: v1 (InfluxDB 1.x) `username` + `password_file`, sent as HTTP Basic auth, which every
     1.x takes; or `token_file`, sent as `Authorization: Token <file's line>`, which InfluxDB 1.8+ takes as
     `user:password` and 2.x's v1-compatible /write as an API token (1.6, Debian 12's, answers 401 to it). v2:
-    `token_file`."""
+    `token_file`. The outbox bound: past `outbox_max_mb`, or for points waiting longer than `outbox_max_age_h`,
+    the oldest telemetry points give way (meter_reading, firm_energy, township_energy; every reading stays in the
+    journal); alerts and orders never do."""
 
     api: Literal["v1", "v2"] = "v1"
     url: str = "http://127.0.0.1:8086"
@@ -80,6 +82,8 @@ class InfluxSettings(_Section):
     token_file: Path | None = None
     username: str | None = Field(default=None, min_length=1)
     password_file: Path | None = None
+    outbox_max_mb: float = Field(default=512.0, gt=0)
+    outbox_max_age_h: float = Field(default=72.0, gt=0)
 
     @field_validator("url")
     @classmethod
