@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import sqlite3
 import time
 from collections.abc import Callable
 from typing import Any
@@ -38,9 +39,25 @@ class OutboxBound:
         self._age_every_s = min(60.0, self.max_age_s / 4)  # the age bound is looked at this often
         self._age_looked = 0.0
         self._meta_key = f"outbox_dropped:{sink}"
+        self._failing = False
 
     def enforce(self) -> Dropped:
-        """Drop what is past the bound (nothing, as a rule: a look at the counted bytes, the age once a minute)."""
+        """Drop what is past the bound (nothing, as a rule: a look at the counted bytes, the age once a minute). A
+        store that cannot be written now (a full disk) is said once; the next look tries again."""
+        try:
+            dropped = self._enforce()
+        except sqlite3.Error as exc:
+            if not self._failing:
+                log.error("%s outbox: cannot drop what is past its bound (%s); tried again at the next look", self.sink,
+                          exc)  # fmt: skip
+            self._failing = True
+            return Dropped()
+        if self._failing:
+            log.warning("%s outbox: its bound is kept again", self.sink)
+        self._failing = False
+        return dropped
+
+    def _enforce(self) -> Dropped:
         store, now = self.store, self.now()
         over = store.outbox_bytes(self.sink) - self.max_bytes
         aged = False
@@ -79,12 +96,15 @@ class OutboxBound:
         counts = self.counts()
         if counts["episode"] is None:
             return
+        try:
+            self.store.put(self._meta_key, json.dumps({**counts, "episode": None}))
+        except sqlite3.Error:  # a full disk: the episode ends at the next delivery
+            return
         points, readings = counts["episode"]
         log.warning(
             "%s outbox delivered: %d telemetry points (%d meter readings) gave way to its bound in that outage; "
             "every alert and order was kept", self.sink, points, readings,
         )  # fmt: skip
-        self.store.put(self._meta_key, json.dumps({**counts, "episode": None}))
 
     def counts(self) -> dict[str, Any]:
         """What gave way since the state directory began: `points`, `readings`, when `last` (ISO 8601, UTC), and

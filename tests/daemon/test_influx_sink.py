@@ -191,6 +191,22 @@ def test_telemetry_waiting_longer_than_the_age_bound_gives_way(tmp_path: Path) -
     assert store.outbox_bytes("influx") == recounted(store, "influx")
 
 
+def test_a_store_that_cannot_be_written_keeps_the_sink_going(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A full disk (here: a store made read-only under the bound) is said once; the sink's loop goes on, and the
+    bound is kept once the store takes writes again."""
+    store = Store(tmp_path)
+    queue_points(store, 0, 10)
+    bound = OutboxBound(store, "influx", max_mb=0.0002, max_age_h=1)
+    store.db.execute("PRAGMA query_only = 1")
+    assert bound.enforce().points == bound.enforce().points == 0
+    assert caplog.text.count("influx outbox: cannot drop what is past its bound (attempt to write a readonly") == 1
+    store.db.execute("PRAGMA query_only = 0")
+    assert bound.enforce().readings > 0
+    assert "influx outbox: its bound is kept again" in caplog.text
+    assert [key for _seq, key, _body in outbox_rows(store)] == ["points"] * 10  # the alerts stay, past the bound
+    assert store.outbox_bytes("influx") == recounted(store, "influx")
+
+
 def test_an_old_state_dir_gains_the_queued_column(tmp_path: Path) -> None:
     db = sqlite3.connect(tmp_path / "quotad.db")
     db.execute(
