@@ -1,8 +1,9 @@
 """State size: what `state_dir` grows by, for the README's figures (no floor: a size, not a speed).
 
 Journals a simulated feed of the example township (config/township.toml, 1-minute readings) through the daemon's
-own `Journal` and `Store`, one transaction per minute of readings (a live poll round), with both sinks away: the
-outboxes keep everything, as while InfluxDB and the broker are down. Then reads the pages SQLite allocated to
+own `Journal` and `Store`, in the transactions a live daemon makes: one per Modbus poll round (the meters polled
+together), one per MQTT reading (each meter publishes at its own moment), with both sinks away: the outboxes keep
+everything, as while InfluxDB and the broker are down. Then reads the pages SQLite allocated to
 each table (`dbstat`: what the file grows by, free space inside the pages included). Prints, last:
 `state_size: journal X KB per meter per day, influx outbox Y KB per 1,000 readings`.
 """
@@ -34,12 +35,16 @@ def main() -> int:
         journal = Journal(store, policy, prefix="quotad", influx=True)
         journal.settle_multipliers()
         readings, alerts = 0, 0
+        polled = {m.id for m in policy.meters if m.modbus is not None}
         feed = counters(policy, dt.date(2010, 10, 19), args.days, 60, seed=7)
         for _t, minute in itertools.groupby(feed, key=lambda r: r.t):
-            with store.batch():
-                for reading in minute:
-                    alerts += len(journal.record_reading(reading))
-                    readings += 1
+            ordered = sorted(minute, key=lambda r: r.meter not in polled)
+            batches = [[r for r in ordered if r.meter in polled], *([r] for r in ordered if r.meter not in polled)]
+            for batch in batches:
+                with store.batch():
+                    for reading in batch:
+                        alerts += len(journal.record_reading(reading))
+                        readings += 1
         store.close()
         db = sqlite3.connect(Path(tmp) / "quotad.db")
         pages = dict(db.execute("SELECT name, SUM(pgsize) FROM dbstat GROUP BY name").fetchall())
