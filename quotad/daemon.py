@@ -39,7 +39,7 @@ from quotad.outputs import Message, topic
 from quotad.readings import Reading
 from quotad.schedule.calendar import MICROS_PER_S, to_micros
 from quotad.sinks import InfluxSink, MqttSink
-from quotad.status import residents_notice, rota_notice, status_messages
+from quotad.status import daemon_status, residents_notice, rota_notice, status_messages
 from quotad.store import Store
 
 __all__ = ["Daemon", "DaemonLock"]
@@ -425,7 +425,10 @@ class Daemon:
         if self.mqtt_sink is None or self.prefix is None:
             return
         real = time.monotonic()
-        for message in status_messages(self.journal.engine, self.prefix, now):
+        messages = status_messages(self.journal.engine, self.prefix, now)
+        if self.influx_sink is not None:
+            messages.append(self._daemon_status(now, self.influx_sink))
+        for message in messages:
             payload = message.payload
             sent = self._status_sent.get(message.topic)
             core = payload.rsplit(',"updated"', 1)[0]
@@ -435,6 +438,13 @@ class Daemon:
                 continue
             self.mqtt_sink.publish_now(message)
             self._status_sent[message.topic] = (core, real)
+
+    def _daemon_status(self, now: int, influx: InfluxSink) -> Message:
+        """The InfluxDB outbox: the database's state, what waits, the bound and what gave way to it."""
+        assert self.prefix is not None
+        outboxes = {"influx": {"state": influx.fault or "ok", **influx.bound.status()}}
+        updated = self.journal.engine.calendar.local(now).isoformat(timespec="seconds")
+        return daemon_status(self.prefix, self.journal.policy.township.id, outboxes, updated)
 
     def _notices(self, now: int, day: dt.date) -> None:
         if self.prefix is None:

@@ -233,4 +233,42 @@ def _status_text(loaded: Loaded, base: str, retained: dict[str, str]) -> str:
         for o in orders
     )
     lines.append("停电令：" + (standing or "无"))
+    lines += _outbox_lines(retained.get(f"{base}/status/daemon"), policy.township.tz)
     return "\n".join(lines)
+
+
+_SINK_STATES = {"ok": "正常", "unavailable": "无法连接", "not authorized": "拒绝了 quotad 的用户名或密码（未授权）"}
+
+
+def _outbox_lines(payload: str | None, tz: dt.tzinfo) -> list[str]:
+    """The daemon's InfluxDB outbox (`status/daemon`): the database's state, what waits against the bound and what
+    gave way to it. Nothing when the daemon publishes no such status (no `[influx]`)."""
+    try:
+        influx = json.loads(payload or "{}").get("outbox", {}).get("influx")
+    except (ValueError, AttributeError):
+        return [f"quotad 状态：无法解析 {payload!r}"]
+    if not isinstance(influx, dict):
+        return []
+    state = _SINK_STATES.get(str(influx.get("state")), str(influx.get("state")))
+    text = (
+        f"InfluxDB 写入：{state}；待写入 {_kwh(influx.get('pending_mb'))} MB"
+        f"（上限 {_num(influx.get('max_mb'))} MB、{_num(influx.get('max_age_h'))} 小时）"
+    )
+    dropped = influx.get("dropped_points")
+    if isinstance(dropped, int) and dropped > 0:
+        text += (
+            f"；超出上限，已丢弃最早的遥测数据 {dropped} 条（其中电表读数 {_num(influx.get('dropped_readings'))} 条，"
+            f"最近一次 {_when(influx.get('last_dropped'), tz)}），告警和停电令从不丢弃"
+        )
+    return [text]
+
+
+def _num(value: object) -> str:
+    return f"{value:g}" if isinstance(value, int | float) else "—"
+
+
+def _when(value: object, tz: dt.tzinfo) -> str:
+    try:
+        return dt.datetime.fromisoformat(str(value)).astimezone(tz).strftime("%Y-%m-%d %H:%M")
+    except ValueError:
+        return "—"

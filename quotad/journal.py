@@ -38,7 +38,7 @@ from quotad.outputs import (
     order_message,
 )
 from quotad.readings import Reading
-from quotad.store import Store
+from quotad.store import TELEMETRY, Store
 from quotad.windows import HOUR_US
 
 __all__ = ["Journal", "order_from_json", "policy_fingerprint", "recorded_orders"]
@@ -206,12 +206,11 @@ class Journal:
         if self.prefix is not None:
             rows += [("mqtt", "alert", alert_message(self.prefix, a).to_json()) for a in alerts]
             rows += [("mqtt", "order", order_message(self.prefix, township, o).to_json()) for o in orders]
-        if self.influx:  # one outbox row for all of a reading's points: the sink writes lines in batches anyway
-            lines = [alert_line(a) for a in alerts]
-            lines += [order_line(township, o, reading.t) for o in orders]
-            lines.append(self._reading_line(reading))
-            lines += self._energy_lines(reading)
-            rows.append(("influx", "points", "\n".join(lines)))
+        if self.influx:  # a row of the alerts' and orders' points, which never give way, and one of telemetry
+            kept = [alert_line(a) for a in alerts] + [order_line(township, o, reading.t) for o in orders]
+            if kept:
+                rows.append(("influx", "points", "\n".join(kept)))
+            rows.append(("influx", TELEMETRY, "\n".join([self._reading_line(reading), *self._energy_lines(reading)])))
         return rows
 
     def _reading_line(self, reading: Reading) -> str:

@@ -5,12 +5,15 @@ code; a refusal (e.g. 0x87 "not authorized" from an ACL) keeps the message in th
 in the log: over MQTT 3.1.1 a refused PUBLISH is acknowledged like any other and the alert would be silently
 lost. `InfluxSink` writes
 batches of line protocol (`v1`: POST /write of InfluxDB 1.x; `v2`: influxdb-client's write API) and counts
-them delivered on a 2xx answer. While a sink's peer is down its outbox grows; enforcement goes on.
+them delivered on a 2xx answer. While a sink's peer is down its outbox grows, enforcement goes on, and the
+InfluxDB outbox stays within its bound (its oldest telemetry gives way; the MQTT outbox holds only alerts, orders
+and notices, which never do).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 import ssl
@@ -27,6 +30,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from quotad.bounds import OutboxBound
 from quotad.config.daemon import InfluxSettings, MqttSettings, read_secret
 from quotad.errors import StoreError
 from quotad.outputs import Message
@@ -230,20 +234,44 @@ async def durably(write: Callable[[], None], retry_s: float = 1.0) -> None:
             return
 
 
+class _Refused(RuntimeError):
+    """The database refused the credentials (HTTP 401 or 403)."""
+
+
 class InfluxSink:
-    """Writes the `influx` outbox in batches; a batch is removed when the database answered 2xx."""
+    """Writes the `influx` outbox in batches; a batch is removed when the database answered 2xx. While the database
+    is away, or refuses the credentials, the batch is tried again with backoff (2 s doubling up to 30 s), and the
+    outbox is kept within its bound (`quotad.bounds`). v1 authenticates with HTTP Basic auth (`username`,
+    `password_file`: what every InfluxDB 1.x takes), or sends `token_file`'s line as `Authorization: Token`."""
 
     def __init__(self, settings: InfluxSettings, store: Store) -> None:
         self.settings, self.store = settings, store
-        self.token = read_secret(settings.token_file).get_secret_value() if settings.token_file else None
+        self.token: str | None = None  # token_file's line (v2, or v1's Token header): read by `_authorization`
+        self.authorization = self._authorization()
+        self.bound = OutboxBound(store, "influx", settings.outbox_max_mb, settings.outbox_max_age_h)
         self.delivered = 0
         self.down = False
+        self.fault: str | None = None  # what keeps the points waiting: "unavailable" or "not authorized"
         self._v2_api: object | None = None
 
-    async def deliver(self, wake: asyncio.Event, retry_s: float = 2.0) -> None:
+    def _authorization(self) -> str | None:
+        """The v1 Authorization header, from the secret files (read again after a refusal: an operator may fix
+        the file without a restart)."""
+        settings = self.settings
+        if settings.username is not None and settings.password_file is not None:
+            password = read_secret(settings.password_file).get_secret_value()
+            return "Basic " + base64.b64encode(f"{settings.username}:{password}".encode()).decode()
+        if settings.token_file is not None:
+            self.token = read_secret(settings.token_file).get_secret_value()
+        return f"Token {self.token}" if self.token else None
+
+    async def deliver(self, wake: asyncio.Event, retry_s: float = 2.0, max_retry_s: float = 30.0) -> None:
+        delay = retry_s
         while True:
+            self.bound.enforce()
             pending = self.store.pending_text("influx", 5000)
             if pending is None:
+                self.bound.caught_up()
                 wake.clear()
                 await wake.wait()
                 continue
@@ -251,16 +279,52 @@ class InfluxSink:
             try:
                 await asyncio.to_thread(self._write, body)
             except (OSError, urllib.error.URLError, RuntimeError) as exc:
-                if not self.down:
-                    log.warning("InfluxDB at %s unavailable (%s); points wait in the outbox", self.settings.url, exc)
-                self.down = True
-                await asyncio.sleep(retry_s)
+                self._failed(exc)
+                await self._pause(delay)  # the bound is kept by this loop alone: never with a batch in flight
+                delay = min(delay * 2, max_retry_s)
                 continue
             if self.down:
                 log.info("InfluxDB at %s is back", self.settings.url)
-            self.down = False
+            self.down, self.fault, delay = False, None, retry_s
             await durably(partial(self.store.acknowledge_through, "influx", last))
             self.delivered += body.count("\n") + 1  # points
+
+    def _failed(self, exc: Exception) -> None:
+        """Say once per outage (and again if its kind changes) why the points wait."""
+        url = self.settings.url
+        fault = "not authorized" if isinstance(exc, _Refused) else "unavailable"
+        if fault != self.fault:
+            if fault == "unavailable":
+                log.warning("InfluxDB at %s unavailable (%s); points wait in the outbox", url, exc)
+            else:
+                log.error(
+                    "InfluxDB at %s refused the credentials (not authorized: %s); points wait in the outbox and are "
+                    "tried again with backoff%s", url, exc, self._credentials_hint(),
+                )  # fmt: skip
+        self.down, self.fault = True, fault
+        if fault == "not authorized":
+            with contextlib.suppress(OSError):  # the next try reads the secret files afresh
+                self.authorization = self._authorization()
+            self._v2_api = None
+
+    def _credentials_hint(self) -> str:
+        settings = self.settings
+        if settings.api == "v1" and settings.username is None and settings.token_file is not None:
+            return (
+                "; InfluxDB 1.x before 1.8 (Debian 12's 1.6) does not take token_file: set username and "
+                "password_file in [influx]"
+            )
+        if settings.username is None and settings.token_file is None:
+            wanted = "username and password_file" if settings.api == "v1" else "token_file"
+            return f"; none were given: set {wanted} in [influx]"
+        return ""
+
+    async def _pause(self, seconds: float) -> None:
+        """Wait `seconds` before trying again, keeping the outbox within its bound meanwhile (once a second)."""
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            await asyncio.sleep(min(1.0, left))
+            self.bound.enforce()
 
     def _write(self, body: str) -> None:
         if self.settings.api == "v2":
@@ -271,15 +335,15 @@ class InfluxSink:
         request = urllib.request.Request(
             f"{self.settings.url}/write?{urllib.parse.urlencode(query)}", data=body.encode(), method="POST"
         )
-        if self.token:
-            request.add_header("Authorization", f"Token {self.token}")
+        if self.authorization:
+            request.add_header("Authorization", self.authorization)
         try:
             with urllib.request.urlopen(request, timeout=5) as response:
                 response.read()
         except urllib.error.HTTPError as exc:
-            detail = exc.read().decode(errors="replace")[:300]
+            detail = exc.read().decode(errors="replace")[:300].strip()
             msg = f"HTTP {exc.code} from {self.settings.url}/write: {detail}"
-            raise RuntimeError(msg) from None
+            raise (_Refused if exc.code in _NOT_AUTHORIZED else RuntimeError)(msg) from None
 
     def _write_v2(self, body: str) -> None:
         from influxdb_client.client.influxdb_client import InfluxDBClient
@@ -296,4 +360,8 @@ class InfluxSink:
                 bucket=self.settings.bucket, org=self.settings.org, record=body, write_precision=WritePrecision.NS
             )
         except Exception as exc:  # influxdb-client raises its ApiException, urllib3's errors, ...
-            raise RuntimeError(str(exc)) from None
+            refused = getattr(exc, "status", None) in _NOT_AUTHORIZED
+            raise (_Refused if refused else RuntimeError)(str(exc)) from None
+
+
+_NOT_AUTHORIZED = (401, 403)

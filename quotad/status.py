@@ -1,8 +1,9 @@
 """Retained statuses, today's schedule and the notices, as pure functions of the engine and a moment.
 
 Topics (SPEC "MQTT topics"): `P/T/status/township`, `P/T/status/firms/<firm>`, `P/T/schedule/today`,
-`P/T/notices`. A firm's `state` is `cutoff` under a standing order, else the highest level it reached today
-(daily limit) or this month (monthly quota): `warning`, `notice`, or `ok`.
+`P/T/notices`; and, where SPEC is silent, `P/T/status/daemon`: the daemon's own state (its outboxes). A firm's
+`state` is `cutoff` under a standing order, else the highest level it reached today (daily limit) or this month
+(monthly quota): `warning`, `notice`, or `ok`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from quotad.schedule.calendar import Micros
 from quotad.schedule.rota import DaySchedule
 from quotad.windows import HOUR_US
 
-__all__ = ["off_text", "residents_notice", "rota_notice", "status_messages"]
+__all__ = ["daemon_status", "off_text", "residents_notice", "rota_notice", "status_messages"]
 
 _WEEKDAYS_ZH = "一二三四五六日"
 
@@ -78,6 +79,14 @@ def status_messages(engine: Engine, prefix: str, now: Micros) -> list[Message]:
         )
     )
     return out
+
+
+def daemon_status(prefix: str, township: str, outboxes: dict[str, dict[str, Any]], updated: str) -> Message:
+    """`P/T/status/daemon`, retained (with an `[influx]` section): the InfluxDB outbox, `{"influx": {"state" ("ok",
+    "unavailable", "not authorized"), "pending_mb", "max_mb", "max_age_h", "dropped_points", "dropped_readings",
+    "last_dropped"}}` (what gave way to the bound since the state directory began, and when last)."""
+    body = {"outbox": outboxes, "updated": updated}
+    return Message(topic(prefix, township, "status", "daemon"), _json(body), retain=True)
 
 
 def _firm_status(engine: Engine, firm: Firm, day: dt.date, cut: set[str]) -> dict[str, Any]:

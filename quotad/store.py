@@ -5,7 +5,8 @@ same transaction as the outbox rows it produced, so after a crash at any moment 
 neither. The engine is pure and deterministic: replaying the log after the latest snapshot rebuilds
 exactly the state (totals, raised ids, orders) an uninterrupted run has. Sinks deliver their outbox in
 order and delete only what was acknowledged; each sink has its own queue, so one outage never holds back
-the other.
+the other. A sink's outbox is bounded by the sink: the store keeps each outbox's size in bytes and drops the oldest
+telemetry rows (key `readings`) on request; every other row (alerts, orders, notices) stays until delivered.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 import os
 import sqlite3
 import stat
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +23,9 @@ from typing import Any
 
 from quotad.errors import StoreError
 
-__all__ = ["Event", "OutboxItem", "Store"]
+__all__ = ["TELEMETRY", "Dropped", "Event", "OutboxItem", "Store"]
+
+TELEMETRY = "readings"  # the outbox key of pure telemetry (meter_reading, firm_energy, township_energy lines)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -32,9 +36,11 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER PRIMARY KEY,         -- max + 1: higher than every item still waiting (what order needs)
     sink TEXT NOT NULL,              -- 'mqtt' | 'influx'
-    key TEXT NOT NULL,               -- what it is: 'alert', 'order', 'notice', 'points', a measurement
+    key TEXT NOT NULL,               -- what it is: 'alert', 'order', 'notice', 'points', a measurement, or
+                                     -- 'readings': telemetry only, which may give way under the sink's bound
     body TEXT NOT NULL,              -- mqtt: {"topic", "payload", "retain"}; influx: lines of line protocol
-    event INTEGER                    -- the event that produced it
+    event INTEGER,                   -- the event that produced it
+    queued REAL                      -- when it was written (Unix time; NULL in rows from before the column)
 );
 CREATE INDEX IF NOT EXISTS outbox_sink ON outbox (sink, seq);
 CREATE TABLE IF NOT EXISTS snapshots (
@@ -65,6 +71,15 @@ class OutboxItem:
     body: str
 
 
+@dataclass(frozen=True)
+class Dropped:
+    """Telemetry rows an outbox gave way: their points (lines), how many were `meter_reading`, their bytes."""
+
+    points: int = 0
+    readings: int = 0
+    size: int = 0
+
+
 class Store:
     def __init__(self, state_dir: Path) -> None:
         make_private_dir(state_dir)
@@ -73,7 +88,11 @@ class Store:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")  # durable against a killed process; WAL keeps it consistent
         self.db.executescript(_SCHEMA)
+        if "queued" not in {row[1] for row in self.db.execute("PRAGMA table_info(outbox)")}:
+            self.db.execute("ALTER TABLE outbox ADD COLUMN queued REAL")  # a state_dir from before the bounds
         os.chmod(self.path, 0o600)
+        self._sizes: dict[str, int] | None = None  # each outbox's bytes, counted once when first asked for
+        self._unsettled: dict[str, int] = {}  # bytes added (or, < 0, removed) by the open transaction
         self._batch_depth = 0
         self.commits = 0  # transactions committed: a daemon in trouble knows a write went through
         # Inside a batch, appends are gathered and written at its end, two statements for all of them.
@@ -103,6 +122,7 @@ class Store:
             msg = f"cannot read {path}: {exc}"
             raise OSError(msg) from None
         store._batch_depth, store._next_seq, store._events, store._outbox, store.commits = 0, 0, [], [], 0
+        store._sizes, store._unsettled = None, {}
         return store
 
     def order_events(self) -> Iterator[Event]:
@@ -130,10 +150,7 @@ class Store:
             cursor = self.db.execute("INSERT INTO events (kind, body) VALUES (?, ?)", (kind, text))
             seq = cursor.lastrowid
             assert seq is not None
-            self.db.executemany(
-                "INSERT INTO outbox (sink, key, body, event) VALUES (?, ?, ?, ?)",
-                [(sink, key, item, seq) for sink, key, item in outbox],
-            )
+            self._insert_outbox([(sink, key, item, seq) for sink, key, item in outbox])
         return seq
 
     def events(self, after: int = 0) -> Iterator[Event]:
@@ -188,25 +205,60 @@ class Store:
     def acknowledge(self, sink: str, seqs: Sequence[int]) -> None:
         """Remove delivered items."""
         with self._transaction():
-            self.db.executemany("DELETE FROM outbox WHERE sink = ? AND seq = ?", [(sink, s) for s in seqs])
+            for seq in seqs:
+                self._deleted(sink, self.db.execute(_DELETE + "seq = ?" + _SIZES, (sink, seq)))
 
     def acknowledge_through(self, sink: str, last: int) -> None:
         """Remove `sink`'s items up to `last`: a batch of the oldest pending, all delivered, in one delete."""
         with self._transaction():
-            self.db.execute("DELETE FROM outbox WHERE sink = ? AND seq <= ?", (sink, last))
+            self._deleted(sink, self.db.execute(_DELETE + "seq <= ?" + _SIZES, (sink, last)))
 
     def requeue(self, sink: str, seqs: Sequence[int]) -> None:
         """Move items to the back of `sink`'s outbox (in their order), behind every newer one."""
         with self._transaction():
             for seq in seqs:
                 self.db.execute(
-                    "INSERT INTO outbox (sink, key, body, event) SELECT sink, key, body, event FROM outbox "
-                    "WHERE sink = ? AND seq = ?", (sink, seq),
+                    "INSERT INTO outbox (sink, key, body, event, queued) SELECT sink, key, body, event, queued "
+                    "FROM outbox WHERE sink = ? AND seq = ?", (sink, seq),
                 )  # fmt: skip
                 self.db.execute("DELETE FROM outbox WHERE sink = ? AND seq = ?", (sink, seq))
 
     def backlog(self, sink: str) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM outbox WHERE sink = ?", (sink,)).fetchone()[0])
+
+    def outbox_bytes(self, sink: str) -> int:
+        """The bytes (UTF-8) of `sink`'s waiting bodies: counted once (a scan), then kept as rows come and go."""
+        if self._sizes is None:
+            rows = self.db.execute("SELECT sink, SUM(length(CAST(body AS BLOB))) FROM outbox GROUP BY sink")
+            self._sizes = {str(name): int(size or 0) for name, size in rows}
+        return max(0, self._sizes.get(sink, 0))
+
+    def oldest_telemetry(self, sink: str) -> float | None:
+        """When `sink`'s oldest telemetry row was queued; None when it has none."""
+        row = self.db.execute(
+            "SELECT queued FROM outbox WHERE sink = ? AND key = ? ORDER BY seq LIMIT 1", (sink, TELEMETRY)
+        ).fetchone()
+        return None if row is None else float(row[0] or 0.0)
+
+    def drop_telemetry(self, sink: str, *, free: int, queued_before: float) -> Dropped:
+        """Delete `sink`'s oldest telemetry rows (key `readings`): at least `free` bytes of them, and every one
+        queued before `queued_before` (Unix time); in one delete. Other rows are never touched."""
+        cursor = self.db.execute(
+            "SELECT seq, queued, body FROM outbox WHERE sink = ? AND key = ? ORDER BY seq", (sink, TELEMETRY)
+        )
+        last, points, readings, size = None, 0, 0, 0
+        for seq, queued, body in cursor:
+            if size >= free and (queued or 0.0) >= queued_before:
+                break
+            last, size = int(seq), size + _size(body)
+            points += body.count("\n") + 1
+            readings += body.count("meter_reading,")
+        cursor.close()
+        if last is None:
+            return Dropped()
+        with self._transaction():
+            self._deleted(sink, self.db.execute(_DELETE + "key = ? AND seq <= ?" + _SIZES, (sink, TELEMETRY, last)))
+        return Dropped(points, readings, size)
 
     # -- operator requests and small values ----------------------------------------------------
 
@@ -243,6 +295,29 @@ class Store:
     def _transaction(self) -> _Transaction:
         return _Transaction(self)
 
+    def _insert_outbox(self, rows: Sequence[tuple[str, str, str, int]]) -> None:
+        """Insert outbox rows (sink, key, body, event), stamped now, and count their bytes."""
+        if not rows:
+            return
+        queued = time.time()
+        self.db.executemany(
+            "INSERT INTO outbox (sink, key, body, event, queued) VALUES (?, ?, ?, ?, ?)",
+            [(sink, key, body, event, queued) for sink, key, body, event in rows],
+        )
+        for sink, _key, body, _event in rows:
+            self._unsettled[sink] = self._unsettled.get(sink, 0) + _size(body)
+
+    def _deleted(self, sink: str, sizes: sqlite3.Cursor) -> None:
+        """Take the bytes of deleted rows (a DELETE ... RETURNING their sizes) off `sink`'s count."""
+        self._unsettled[sink] = self._unsettled.get(sink, 0) - sum(size for (size,) in sizes)
+
+    def _settle(self, committed: bool) -> None:
+        """The open transaction ended: its outbox bytes count if it was committed."""
+        unsettled, self._unsettled = self._unsettled, {}
+        if committed and self._sizes is not None:
+            for sink, change in unsettled.items():
+                self._sizes[sink] = self._sizes.get(sink, 0) + change
+
 
 class _Transaction:
     """A transaction; inside an open one (a batch) it joins it. A write the state directory refuses (a full disk,
@@ -270,13 +345,16 @@ class _Transaction:
         store._events, store._outbox = [], []
         if kind is not None:
             _rollback(store.db)
+            store._settle(committed=False)
             if isinstance(value, sqlite3.Error):  # a statement inside the transaction was refused
                 raise _refused(value, store.path) from value
             return
+        committed = False
         try:
             store.db.executemany("INSERT INTO events (seq, kind, body) VALUES (?, ?, ?)", events)
-            store.db.executemany("INSERT INTO outbox (sink, key, body, event) VALUES (?, ?, ?, ?)", _coalesced(outbox))
+            store._insert_outbox(_coalesced(outbox))
             store.db.execute("COMMIT")
+            committed = True
             store.commits += 1
         except sqlite3.Error as exc:
             _rollback(store.db)
@@ -284,6 +362,8 @@ class _Transaction:
         except BaseException:
             _rollback(store.db)
             raise
+        finally:
+            store._settle(committed)
 
 
 def _rollback(db: sqlite3.Connection) -> None:
@@ -301,17 +381,31 @@ def _refused(exc: sqlite3.Error, path: Path) -> StoreError:
 
 
 def _coalesced(rows: list[tuple[str, str, str, int]]) -> list[tuple[str, str, str, int]]:
-    """A batch's outbox rows with all its line-protocol rows (sink `influx`) joined into one, in their order,
-    where the first of them stood: the sink writes lines in batches anyway, and one row instead of a thousand
-    is most of the cost of a batch's transaction. Its key is theirs when they share one, else `points`."""
-    lines = [i for i, row in enumerate(rows) if row[0] == "influx"]
-    if len(lines) < 2:
+    """A batch's outbox rows with its line-protocol rows (sink `influx`) joined into two at most, each where the
+    first of its rows stood, their lines in order: the telemetry (key `readings`, which may give way under the
+    outbox's bound) and the rest (alerts, orders: never dropped), keyed as its rows when they share a key, else
+    `points`. The sink writes lines in batches anyway, and two rows instead of a thousand is most of the cost of
+    a batch's transaction."""
+    influx = [i for i, row in enumerate(rows) if row[0] == "influx"]
+    if len(influx) < 2:
         return rows
-    keys = {rows[i][1] for i in lines}
-    key = keys.pop() if len(keys) == 1 else "points"
-    joined = ("influx", key, "\n".join([rows[i][2] for i in lines]), rows[lines[-1]][3])
-    first = lines[0]
-    return [*rows[:first], joined, *(row for row in rows[first + 1 :] if row[0] != "influx")]
+    joined: dict[int, tuple[str, str, str, int]] = {}
+    telemetry = [i for i in influx if rows[i][1] == TELEMETRY]
+    for group in (telemetry, [i for i in influx if rows[i][1] != TELEMETRY]) if telemetry else (influx,):
+        if group:
+            keys = {rows[i][1] for i in group}
+            key = keys.pop() if len(keys) == 1 else "points"
+            joined[group[0]] = ("influx", key, "\n".join([rows[i][2] for i in group]), rows[group[-1]][3])
+    return [joined.get(i, row) for i, row in enumerate(rows) if row[0] != "influx" or i in joined]
+
+
+_DELETE = "DELETE FROM outbox WHERE sink = ? AND "
+_SIZES = " RETURNING length(CAST(body AS BLOB))"
+
+
+def _size(text: str) -> int:
+    """The UTF-8 bytes of `text` (line protocol is ASCII as a rule: then its length, without encoding it)."""
+    return len(text) if text.isascii() else len(text.encode())
 
 
 def make_private_dir(path: Path) -> None:

@@ -1,6 +1,8 @@
 """Real databases for the tests, each on a free loopback port with its own data directory.
 
-- `Influx1`: Debian's `influxd` (InfluxDB 1.x), the v1 `/write` path; queried back with InfluxQL.
+- `Influx1`: Debian's `influxd` (InfluxDB 1.x), the v1 `/write` path; queried back with InfluxQL. With `admin`
+  given, authentication is on (`[http] auth-enabled`): the admin is created at the first start (1.x lets the first
+  `CREATE USER ... WITH ALL PRIVILEGES` through unauthenticated) and queries authenticate as it.
 - `Victoria`: Debian's `victoria-metrics`, whose InfluxDB endpoint takes the v2 write path (`/api/v2/write`);
   it keeps numeric fields only (a string field is stored as 0), queried back with `/api/v1/export`.
 A missing binary is a failure with a clear message, never a skip.
@@ -8,6 +10,7 @@ A missing binary is a failure with a clear message, never a skip.
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import socket
@@ -78,15 +81,16 @@ class _Service:
 
 
 class Influx1(_Service):
-    def __init__(self, directory: Path, database: str = "quotad") -> None:
-        self.dir, self.database = directory, database
+    def __init__(self, directory: Path, database: str = "quotad", admin: tuple[str, str] | None = None) -> None:
+        self.dir, self.database, self.admin = directory, database, admin
         self.port, self.rpc_port = free_ports(2)
         self.dir.mkdir(parents=True, exist_ok=True)
+        auth = "  auth-enabled = true\n" if admin else ""
         (self.dir / "influxdb.conf").write_text(
             f'reporting-disabled = true\nbind-address = "127.0.0.1:{self.rpc_port}"\n'
             f'[meta]\n  dir = "{self.dir}/meta"\n'
             f'[data]\n  dir = "{self.dir}/data"\n  wal-dir = "{self.dir}/wal"\n  query-log-enabled = false\n'
-            f'[http]\n  enabled = true\n  bind-address = "127.0.0.1:{self.port}"\n  log-enabled = false\n'
+            f'[http]\n  enabled = true\n  bind-address = "127.0.0.1:{self.port}"\n  log-enabled = false\n{auth}'
             "[monitor]\n  store-enabled = false\n[continuous_queries]\n  enabled = false\n",
             encoding="utf-8",
         )
@@ -97,12 +101,28 @@ class Influx1(_Service):
             [_binary("influxd"), "-config", str(self.dir / "influxdb.conf")], stdout=log, stderr=log
         )
         _wait_port(self.port, self.process, "influxd")
+        if self.admin:  # unauthenticated the first time (no admin yet); as the admin, a no-op, after a restart
+            user, password = self.admin
+            self.query(f"CREATE USER \"{user}\" WITH PASSWORD '{password}' WITH ALL PRIVILEGES")
         self.query(f'CREATE DATABASE "{self.database}"')
+
+    def add_writer(self, user: str, password: str) -> None:
+        """A user that may only write to the database (what quotad needs)."""
+        self.query(f"CREATE USER \"{user}\" WITH PASSWORD '{password}'")
+        self.query(f'GRANT WRITE ON "{self.database}" TO "{user}"')
+
+    def points_written(self) -> int:
+        """Points written through the HTTP service since this start (`SHOW STATS`' httpd pointsWrittenOK): a
+        point written twice counts twice, though InfluxDB stores it once."""
+        return sum(int(row.get("pointsWrittenOK", 0)) for row in self.query("SHOW STATS FOR 'httpd'"))
 
     def query(self, q: str) -> list[dict[str, Any]]:
         """InfluxQL; the rows of the first series of each statement, as dicts."""
         data = urllib.parse.urlencode({"q": q, "db": self.database}).encode()
-        with urllib.request.urlopen(f"{self.url}/query", data=data, timeout=10) as response:
+        request = urllib.request.Request(f"{self.url}/query", data=data)
+        if self.admin:
+            request.add_header("Authorization", "Basic " + base64.b64encode(":".join(self.admin).encode()).decode())
+        with urllib.request.urlopen(request, timeout=10) as response:
             body = json.loads(response.read())
         rows = []
         for result in body.get("results", []):

@@ -68,11 +68,22 @@ class MqttSettings(_Section):
 
 
 class InfluxSettings(_Section):
+    """`[influx]`. Credentials: v1 (InfluxDB 1.x) `username` + `password_file`, sent as HTTP Basic auth, which every
+    1.x takes; or `token_file`, sent as `Authorization: Token <file's line>`, which InfluxDB 1.8+ takes as
+    `user:password` and 2.x's v1-compatible /write as an API token (1.6, Debian 12's, answers 401 to it). v2:
+    `token_file`. The outbox bound: past `outbox_max_mb`, or for points waiting longer than `outbox_max_age_h`,
+    the oldest telemetry points give way (meter_reading, firm_energy, township_energy; every reading stays in the
+    journal); alerts and orders never do."""
+
     api: Literal["v1", "v2"] = "v1"
     url: str = "http://127.0.0.1:8086"
     bucket: str = Field(default="quotad", min_length=1)
     org: str | None = None
     token_file: Path | None = None
+    username: str | None = Field(default=None, min_length=1)
+    password_file: Path | None = None
+    outbox_max_mb: float = Field(default=512.0, gt=0)
+    outbox_max_age_h: float = Field(default=72.0, gt=0)
 
     @field_validator("url")
     @classmethod
@@ -86,6 +97,19 @@ class InfluxSettings(_Section):
     def _v2_needs_org(self) -> InfluxSettings:
         if self.api == "v2" and not self.org:
             msg = _("api = 'v2' needs org")
+            raise ValueError(msg)
+        return self
+
+    @model_validator(mode="after")
+    def _credentials(self) -> InfluxSettings:
+        if (self.username is None) != (self.password_file is None):
+            msg = _("username and password_file go together (InfluxDB 1.x's user and the file holding its password)")
+            raise ValueError(msg)
+        if self.username is not None and self.api == "v2":
+            msg = _("username and password_file are for api = 'v1' (InfluxDB 1.x); api = 'v2' takes token_file")
+            raise ValueError(msg)
+        if self.username is not None and self.token_file is not None:
+            msg = _("give either username and password_file or token_file, not both")
             raise ValueError(msg)
         return self
 

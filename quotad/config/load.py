@@ -173,7 +173,10 @@ def _resolved(settings: DaemonSettings, base: Path) -> DaemonSettings:
             update={"password_file": fix(settings.mqtt.password_file), "ca_file": fix(settings.mqtt.ca_file)}
         )
     if settings.influx:
-        update["influx"] = settings.influx.model_copy(update={"token_file": fix(settings.influx.token_file)})
+        influx = settings.influx
+        update["influx"] = influx.model_copy(
+            update={"token_file": fix(influx.token_file), "password_file": fix(influx.password_file)}
+        )
     return settings.model_copy(update=update)
 
 
@@ -183,6 +186,7 @@ def _secret_files(settings: DaemonSettings) -> list[tuple[Loc, Path]]:
         files.append((("mqtt", "password_file"), settings.mqtt.password_file))
     if settings.influx:
         files.append((("influx", "token_file"), settings.influx.token_file))
+        files.append((("influx", "password_file"), settings.influx.password_file))
     return [(loc, file) for loc, file in files if file is not None]
 
 
@@ -204,6 +208,7 @@ def _secret_problems(doc: _Doc, settings: DaemonSettings) -> list[Problem]:
         ]
     if settings.influx:
         files.append((("influx", "token_file"), settings.influx.token_file))
+        files.append((("influx", "password_file"), settings.influx.password_file))
     problems = []
     for loc, file in files:
         if file is not None and not (file.is_file() and os.access(file, os.R_OK)):

@@ -259,3 +259,47 @@ def test_unreadable_password_file_is_reported_at_its_key(tmp_path: Path, kind: s
     assert result.returncode == 2, _show(result)
     assert len(problem_lines(result)) == 1, _show(result)
     assert problem_lines(result)[0].startswith(f"{daemon}:7: mqtt.password_file: cannot read"), _show(result)
+
+
+# ---- [influx]: InfluxDB 1.x's credentials, the outbox's bound ------------------------------------------------
+
+NOT_BOTH = "influx: give either username and password_file or token_file, not both"
+
+
+@pytest.mark.parametrize(
+    ("lines", "env", "problem"),
+    [
+        ('username = "quotad"\npassword_file = "influx.pass"\n', {}, None),
+        ('password_file = "influx.pass"\n', {"QUOTAD_INFLUX__USERNAME": "quotad"}, None),
+        ('token_file = "influx.pass"\n', {}, None),  # InfluxDB 1.8+ (user:password), 2.x's v1 /write: README
+        ("outbox_max_mb = 64\noutbox_max_age_h = 24\n", {}, None),
+        ('password_file = "influx.pass"\n', {}, "3: influx: username and password_file go together"),
+        ('username = "quotad"\n', {}, "3: influx: username and password_file go together"),
+        ('username = "quotad"\npassword_file = "influx.pass"\ntoken_file = "influx.pass"\n', {}, f"3: {NOT_BOTH}"),
+        (
+            'api = "v2"\norg = "t"\nusername = "quotad"\npassword_file = "influx.pass"\n',
+            {},
+            "3: influx: username and password_file are for api = 'v1' (InfluxDB 1.x); api = 'v2' takes token_file",
+        ),
+        ('username = "quotad"\npassword_file = "gone.pass"\n', {}, "6: influx.password_file: cannot read"),
+        ("outbox_max_mb = 0\n", {}, "5: influx.outbox_max_mb: Input should be greater than 0"),
+        ("outbox_max_age_h = -1\n", {}, "5: influx.outbox_max_age_h: Input should be greater than 0"),
+    ],
+)
+def test_influx_credentials_and_bound(tmp_path: Path, lines: str, env: dict[str, str], problem: str | None) -> None:
+    (tmp_path / "influx.pass").write_text("s3cret\n", encoding="utf-8")
+    os.chmod(tmp_path / "influx.pass", 0o600)
+    daemon = tmp_path / "quotad.toml"
+    daemon.write_text(
+        f'policy = "{VALID_POLICY.as_posix()}"\nstate_dir = "state"\n[influx]\nurl = "http://127.0.0.1:8086"\n{lines}',
+        encoding="utf-8",
+    )
+    result = check_config(daemon, env)
+    if problem is None:
+        passed_with_a_summary(result)
+        return
+    _no_traceback(result)
+    assert result.returncode == 2, _show(result)
+    assert len(problem_lines(result)) == 1, _show(result)
+    assert problem_lines(result)[0].startswith(f"{daemon}:{problem}"), _show(result)
+    assert "s3cret" not in result.stdout + result.stderr

@@ -30,7 +30,7 @@ from quotad.ledger import Total
 from quotad.meters.feed import counters
 from quotad.outputs import Message, line, meter_reading_line
 from quotad.readings import Reading
-from quotad.store import Store
+from quotad.store import TELEMETRY, Store
 
 ROOT = Path(__file__).resolve().parents[2]
 K = TypeVar("K")
@@ -176,7 +176,7 @@ from pathlib import Path
 from quotad.config.load import load
 from quotad.journal import Journal
 from quotad.meters.feed import counters
-from quotad.store import Store
+from quotad.store import TELEMETRY, Store
 policy = load(Path(sys.argv[1])).policy
 feed = list(counters(policy, dt.date(2010, 10, 19), 3, step_s=600, seed=11))
 journal = Journal(Store(Path(sys.argv[2])), policy, prefix="quotad", influx=True)
@@ -362,12 +362,17 @@ def _outbox_rows(store: Store) -> list[tuple[str, str, str]]:
     return [(str(s), str(k), str(b)) for s, k, b in store.db.execute("SELECT sink, key, body FROM outbox ORDER BY seq")]
 
 
+def _recounted(store: Store, sink: str) -> int:
+    row = store.db.execute("SELECT SUM(length(CAST(body AS BLOB))) FROM outbox WHERE sink = ?", (sink,)).fetchone()
+    return int(row[0] or 0)
+
+
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     rows=st.lists(
         st.tuples(
             st.sampled_from(["mqtt", "influx"]),
-            st.sampled_from(["alert", "points", "cutoff_order"]),
+            st.sampled_from(["alert", "points", "cutoff_order", TELEMETRY]),
             st.text(st.characters(blacklist_characters="\n", blacklist_categories=["Cs"]), min_size=1),
         ),
         max_size=4,
@@ -375,31 +380,44 @@ def _outbox_rows(store: Store) -> list[tuple[str, str, str]]:
     events=st.integers(min_value=1, max_value=6),
     budget=st.integers(min_value=1, max_value=12),
 )
-def test_a_batch_keeps_each_outbox_in_order_with_its_points_in_one_row(
+def test_a_batch_keeps_each_outbox_in_order_with_its_points_in_two_rows(
     tmp_path: Path, rows: list[tuple[str, str, str]], events: int, budget: int
 ) -> None:
-    """Within a batch the line-protocol rows of all its events become one row (a thousand inserts fewer per
-    batch); each sink still sees exactly its items in order, and the InfluxDB sink's reads, a budget of lines at
-    a time, hand over every line once, in order."""
+    """Within a batch the line-protocol rows of all its events become two at most (a thousand inserts fewer per
+    batch): one of telemetry, which may give way to the outbox's bound, one of the rest (alerts, orders), which
+    never does. Each sink still sees exactly its items, each kind in order, and the InfluxDB sink's reads, a budget
+    of lines at a time, hand over every line once; the store's count of each outbox's bytes stays exact."""
     directory = tmp_path / f"s{len(list(tmp_path.iterdir()))}"
     store = Store(directory)
+    assert store.outbox_bytes("influx") == 0  # counted from here on
     expected: dict[str, list[str]] = {"mqtt": [], "influx": []}
+    telemetry: set[str] = set()
     with store.batch():
         for n in range(events):
-            outbox = [(sink, key, f"{body}-{n}") for sink, key, body in rows]
+            outbox = [(sink, key, f"{body}-{n}.{i}") for i, (sink, key, body) in enumerate(rows)]
             store.append("reading", {"n": n}, outbox)
-            for sink, _key, body in outbox:
+            for sink, key, body in outbox:
                 expected[sink].append(body)
+                if key == TELEMETRY:
+                    telemetry.add(body)
     written = _outbox_rows(store)
     assert [b for s, _k, b in written if s == "mqtt"] == expected["mqtt"]
-    influx_rows = [b for s, _k, b in written if s == "influx"]
-    assert len(influx_rows) == (1 if expected["influx"] else 0)
+    assert len([b for s, k, b in written if s == "influx" and k == TELEMETRY]) <= 1
+    assert len([b for s, k, b in written if s == "influx" and k != TELEMETRY]) <= 1
+    assert all(k == TELEMETRY for s, k, b in written if s == "influx" and set(b.split("\n")) & telemetry)
+    for sink in ("mqtt", "influx"):
+        assert store.outbox_bytes(sink) == _recounted(store, sink)
     delivered: list[str] = []
     while (pending := store.pending_text("influx", budget)) is not None:
         last, text = pending
         delivered += text.split("\n")
         store.acknowledge_through("influx", last)
-    assert delivered == expected["influx"]
+        assert store.outbox_bytes("influx") == _recounted(store, "influx")
+    assert sorted(delivered) == sorted(expected["influx"])
+    for kind in (lambda line: line in telemetry, lambda line: line not in telemetry):
+        assert [line for line in delivered if kind(line)] == [line for line in expected["influx"] if kind(line)]
+    store.acknowledge("mqtt", [item.seq for item in store.pending("mqtt")])
+    assert store.outbox_bytes("mqtt") == _recounted(store, "mqtt") == 0
     store.close()
 
 
