@@ -199,7 +199,8 @@ def test_a_store_that_cannot_be_written_keeps_the_sink_going(tmp_path: Path, cap
     bound = OutboxBound(store, "influx", max_mb=0.0002, max_age_h=1)
     store.db.execute("PRAGMA query_only = 1")
     assert bound.enforce().points == bound.enforce().points == 0
-    assert caplog.text.count("influx outbox: cannot drop what is past its bound (attempt to write a readonly") == 1
+    assert caplog.text.count("influx outbox: cannot drop what is past its bound (cannot write the state in") == 1
+    assert "the write failed (attempt to write a readonly database)" in caplog.text
     store.db.execute("PRAGMA query_only = 0")
     assert bound.enforce().readings > 0
     assert "influx outbox: its bound is kept again" in caplog.text
