@@ -37,7 +37,7 @@ from quotad.outputs import Message, topic
 from quotad.schedule.calendar import MICROS_PER_S, to_micros
 from quotad.sinks import InfluxSink, MqttSink
 from quotad.status import residents_notice, rota_notice, status_messages
-from quotad.store import Store
+from quotad.store import Store, private_file
 
 __all__ = ["Daemon", "DaemonLock"]
 
@@ -54,6 +54,7 @@ class DaemonLock:
         self._handle: IO[str] | None = None
 
     def acquire(self) -> bool:
+        private_file(self.path)  # 0600 like the rest of the state, whatever the umask
         handle = self.path.open("a")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Event", "OutboxItem", "Store"]
+__all__ = ["Event", "OutboxItem", "Store", "make_private_dir", "private_file"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -67,11 +67,13 @@ class Store:
     def __init__(self, state_dir: Path) -> None:
         make_private_dir(state_dir)
         self.path = state_dir / "quotad.db"
+        # 0600 before SQLite opens it: SQLite gives the -wal and -shm files it creates the database's own mode
+        for path in (self.path, *(self.path.with_name(self.path.name + end) for end in ("-wal", "-shm"))):
+            private_file(path, create=path == self.path)
         self.db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")  # durable against a killed process; WAL keeps it consistent
         self.db.executescript(_SCHEMA)
-        os.chmod(self.path, 0o600)
         self._batch_depth = 0
         # Inside a batch, appends are gathered and written at its end, two statements for all of them.
         self._next_seq = 0
@@ -282,6 +284,18 @@ def _coalesced(rows: list[tuple[str, str, str, int]]) -> list[tuple[str, str, st
     joined = ("influx", key, "\n".join([rows[i][2] for i in lines]), rows[lines[-1]][3])
     first = lines[0]
     return [*rows[:first], joined, *(row for row in rows[first + 1 :] if row[0] != "influx")]
+
+
+def private_file(path: Path, *, create: bool = True) -> None:
+    """Make `path` 0600 whatever the umask (created empty when `create` and absent; left absent otherwise)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | (os.O_CREAT if create else 0), 0o600)
+    except FileNotFoundError:
+        return
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
 
 
 def make_private_dir(path: Path) -> None:
