@@ -36,7 +36,7 @@ from quotad.notify import notify, watchdog_interval_s
 from quotad.outputs import Message, topic
 from quotad.schedule.calendar import MICROS_PER_S, to_micros
 from quotad.sinks import InfluxSink, MqttSink
-from quotad.status import residents_notice, rota_notice, status_messages
+from quotad.status import event_now, residents_notice, rota_notice, status_messages, systemd_status
 from quotad.store import Store, private_file
 
 __all__ = ["Daemon", "DaemonLock"]
@@ -288,15 +288,13 @@ class Daemon:
         self._notices(now, day)
         self._statuses(now)
         self._requests()
-        consumed = engine.ledger.township_day_wh(day) / 1000
-        cap = engine.plan.control.cap_kwh(day)
-        notify(f"WATCHDOG=1\nSTATUS={day}: {consumed:.0f} of {cap:.0f} kWh")
+        notify(f"WATCHDOG=1\nSTATUS={systemd_status(engine, event_now(engine, now))}")
 
     def _statuses(self, now: int) -> None:
         if self.mqtt_sink is None or self.prefix is None:
             return
         real = time.monotonic()
-        for message in status_messages(self.journal.engine, self.prefix, now):
+        for message in status_messages(self.journal.engine, self.prefix, event_now(self.journal.engine, now)):
             payload = message.payload
             sent = self._status_sent.get(message.topic)
             core = payload.rsplit(',"updated"', 1)[0]
