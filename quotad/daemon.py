@@ -24,9 +24,11 @@ from typing import IO
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
 
+from quotad.authority import own_retained
 from quotad.clock import Clock, shared_anchor
 from quotad.config.daemon import read_secret
 from quotad.config.load import Loaded, load
+from quotad.engine import Engine
 from quotad.errors import ConfigError, QuotadError, ReadingError
 from quotad.inbox import Inbox
 from quotad.journal import Journal
@@ -132,6 +134,7 @@ class Daemon:
         self._tasks.append(asyncio.create_task(self._ingest(), name="ingest"))
         # READY=1 once the meters are subscribed; meanwhile enforcement runs and a stop is heard at once
         self._tasks.append(asyncio.create_task(self._ready(), name="ready"))
+        self._tasks.append(asyncio.create_task(self._own_retained(), name="retained"))
         while not self._stop.is_set():
             waiters = [asyncio.create_task(self._stop.wait()), asyncio.create_task(self._reload.wait())]
             await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
@@ -153,6 +156,16 @@ class Daemon:
             self.mqtt_sink.publish_now(Message(self._topic("daemon"), "online", retain=True))
         notify("READY=1")
         log.info("quotad serving %s: %d meters", self.journal.policy.township.id, len(self.journal.policy.meters))
+
+    async def _own_retained(self) -> None:
+        """What is retained under the prefix made what the journal says, once connected (quotad.authority)."""
+        if self.mqtt_sink is not None and self.settings.mqtt is not None and self.prefix is not None:
+
+            def now() -> tuple[Engine, dt.date]:
+                return self.journal.engine, self.journal.engine.calendar.day_of(self.clock.now())
+
+            if await own_retained(self.mqtt_sink, self.settings.mqtt, self.prefix, now):
+                self._status_sent.clear()  # and the statuses published afresh at the next tick
 
     def _start_sinks(self) -> None:
         if self.settings.mqtt is not None and self.prefix is not None:
