@@ -311,7 +311,7 @@ def _status_text(loaded: Loaded, base: str, messages: Mapping[str, bytes | str])
     lines.append("停电令：" + ("；".join(_orders(retained, names)) or "无"))
     _unknown_topics(retained, set(names))
     if retained.unreadable:
-        lines += ["以下保留消息不是 quotad 发布的样子，未予显示（可能是伪造的，请检查代理服务器的 ACL）：",
+        lines += ["以下保留消息不是 quotad 发布的内容，未予显示（可能是伪造的，请检查代理服务器的 ACL）：",
                   *(f"  {line}" for line in retained.unreadable)]  # fmt: skip
     return "\n".join(lines)
 
