@@ -11,7 +11,8 @@ as long as the broker keeps it. So at each start, once connected, the daemon rea
   does not have, a deeper topic);
 - `status/firms/<firm>` of a firm the policy does not have, `status/` topics quotad does not publish, alerts and
   notices (quotad never retains either): cleared;
-- `status/township`, `status/firms/<firm>`, `schedule/today` and `daemon` are re-published by the daemon anyway;
+- `status/township`, `status/firms/<firm>`, `status/daemon`, `schedule/today` and `daemon` are re-published by the
+  daemon anyway;
   `meters/` is the meters' own (a meter may retain its last reading) and other topics are no business of quotad's:
   left alone.
 """
@@ -61,8 +62,9 @@ def _not_ours(rest: str, firms: set[str]) -> bool:
     kind, _, tail = rest.partition("/")
     if kind in ("orders", "alerts") or rest == "notices":
         return True
-    if kind == "status":
-        return not (tail == "township" or (tail.startswith("firms/") and tail.removeprefix("firms/") in firms))
+    if kind == "status":  # status/daemon: the daemon's own state (its outboxes), published with the statuses
+        ours = tail in ("township", "daemon") or (tail.startswith("firms/") and tail.removeprefix("firms/") in firms)
+        return not ours
     return False
 
 

@@ -353,7 +353,7 @@ def _orders(retained: _Retained, names: dict[str, str]) -> list[str]:
 def _unknown_topics(retained: _Retained, firms: set[str]) -> None:
     """Topics quotad does not publish, found where the command looked (status/#): said, not shown."""
     base = retained.base
-    known = {f"{base}/daemon", f"{base}/status/township", f"{base}/schedule/today"}
+    known = {f"{base}/daemon", f"{base}/status/township", f"{base}/status/daemon", f"{base}/schedule/today"}
     known |= {f"{base}/status/firms/{firm}" for firm in firms}
     for where in sorted(retained.raw):
         if where not in known and not where.startswith(f"{base}/orders/") and retained.raw[where]:

@@ -11,6 +11,7 @@ topics outside its tree) is left alone.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import signal
@@ -22,8 +23,10 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from quotad.authority import corrections
+from quotad.outputs import order_message
 from tests.brokers import Mosquitto
-from tests.conftest import policy_text
+from tests.conftest import make_policy, policy_text, r, run
 from tests.daemon.township import eventually
 
 BASE = "quotad/t"
@@ -155,3 +158,25 @@ def test_a_restart_sets_right_every_forged_order_topic(tmp_path: Path) -> None:
     assert f"retained {BASE}/orders/p cleared" in log
     assert f"retained {BASE}/orders/x re-published as the journal has it" in log
     assert "Traceback" not in log
+
+
+def test_what_is_set_right_and_what_is_left_alone() -> None:
+    """The rules of `corrections`, on an engine with a standing order (x) and a lifted one (p)."""
+    readings = [r("x-m", "2010-10-20 09:00", 0.0), r("x-m", "2010-10-20 09:30", 101.0)]  # over its daily limit
+    readings += [r("p-m", "2010-10-20 09:00", 0.0), r("p-m", "2010-10-20 09:30", 60.0)]  # on its group's off day
+    engine, _ = run(make_policy(meters=("x", "p")), readings)
+    engine.lift("p", "站长", "核实后解除", "2010-10-20T10:00:00+08:00")
+    genuine = order_message("quotad", "t", engine.orders["x"]).payload
+    day = dt.date(2010, 10, 20)
+    left = ["status/township", "status/firms/x", "status/daemon", "schedule/today", "daemon", "meters/p-m",
+            "inspections/today", "escalations/x"]  # fmt: skip
+    found = {f"{BASE}/{t}": b"anything" for t in left}
+    wrong = ["orders/p", "orders/s", "orders/nobody", "orders/x/deeper", "alerts/violation/x", "notices",
+             "status/firms/nobody", "status/x"]  # fmt: skip
+    found |= {f"{BASE}/{t}": b"{}" for t in wrong}
+    found |= {"quotad/other-town/orders/p": b"{}", f"{BASE}/orders/gone": b""}
+    fixes = {m.topic.removeprefix(f"{BASE}/"): m.payload for m in corrections(engine, "quotad", day, found)}
+    assert fixes == {"orders/x": genuine, **dict.fromkeys(wrong, "")}  # x's standing order was missing: published
+    assert corrections(engine, "quotad", day, {f"{BASE}/orders/x": genuine.encode()}) == []  # as it should be
+    ended = corrections(engine, "quotad", dt.date(2011, 1, 1), {f"{BASE}/orders/x": genuine.encode()})
+    assert [(m.topic, m.payload, m.retain) for m in ended] == [(f"{BASE}/orders/x", "", True)]  # past its until
