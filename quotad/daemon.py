@@ -26,9 +26,11 @@ from typing import IO
 from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
 
 from quotad.alerts import Alert
+from quotad.authority import own_retained
 from quotad.clock import Clock, shared_anchor
 from quotad.config.daemon import read_secret
 from quotad.config.load import Loaded, load
+from quotad.engine import Engine
 from quotad.errors import ConfigError, QuotadError, ReadingError, StoreError
 from quotad.inbox import Inbox, Item
 from quotad.journal import Journal
@@ -39,8 +41,8 @@ from quotad.outputs import Message, topic
 from quotad.readings import Reading
 from quotad.schedule.calendar import MICROS_PER_S, to_micros
 from quotad.sinks import InfluxSink, MqttSink
-from quotad.status import daemon_status, residents_notice, rota_notice, status_messages
-from quotad.store import Store
+from quotad.status import daemon_status, event_now, residents_notice, rota_notice, status_messages, systemd_status
+from quotad.store import Store, private_file
 
 __all__ = ["Daemon", "DaemonLock"]
 
@@ -66,6 +68,7 @@ class DaemonLock:
         self._handle: IO[str] | None = None
 
     def acquire(self) -> bool:
+        private_file(self.path)  # 0600 like the rest of the state, whatever the umask
         handle = self.path.open("a")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -153,6 +156,7 @@ class Daemon:
         self._tasks.append(asyncio.create_task(self._ingest(), name="ingest"))
         # READY=1 once the meters are subscribed; meanwhile enforcement runs and a stop is heard at once
         self._tasks.append(asyncio.create_task(self._ready(), name="ready"))
+        self._tasks.append(asyncio.create_task(self._own_retained(), name="retained"))
         while not self._stop.is_set():
             waiters = [asyncio.create_task(self._stop.wait()), asyncio.create_task(self._reload.wait())]
             await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
@@ -175,6 +179,16 @@ class Daemon:
         self._say_state()
         notify("READY=1")
         log.info("quotad serving %s: %d meters", self.journal.policy.township.id, len(self.journal.policy.meters))
+
+    async def _own_retained(self) -> None:
+        """What is retained under the prefix made what the journal says, once connected (quotad.authority)."""
+        if self.mqtt_sink is not None and self.settings.mqtt is not None and self.prefix is not None:
+
+            def now() -> tuple[Engine, dt.date]:
+                return self.journal.engine, self.journal.engine.calendar.day_of(self.clock.now())
+
+            if await own_retained(self.mqtt_sink, self.settings.mqtt, self.prefix, now):
+                self._status_sent.clear()  # and the statuses published afresh at the next tick
 
     def _start_sinks(self) -> None:
         if self.settings.mqtt is not None and self.prefix is not None:
@@ -398,9 +412,7 @@ class Daemon:
                     self._written()
         self._statuses(now)
         engine = self.journal.engine
-        consumed = engine.ledger.township_day_wh(day) / 1000
-        cap = engine.plan.control.cap_kwh(day)
-        status = f"{day}: {consumed:.0f} of {cap:.0f} kWh"
+        status = systemd_status(engine, event_now(engine, now))
         if self.rejected:
             refused, meters = sum(self.rejected.values()), len(self.rejected)
             status += f"; readings refused: {refused} from {meters} meter(s), see the log"
@@ -425,7 +437,7 @@ class Daemon:
         if self.mqtt_sink is None or self.prefix is None:
             return
         real = time.monotonic()
-        messages = status_messages(self.journal.engine, self.prefix, now)
+        messages = status_messages(self.journal.engine, self.prefix, event_now(self.journal.engine, now))
         if self.influx_sink is not None:
             messages.append(self._daemon_status(now, self.influx_sink))
         for message in messages:

@@ -21,13 +21,34 @@ from quotad.schedule.calendar import Micros
 from quotad.schedule.rota import DaySchedule
 from quotad.windows import HOUR_US
 
-__all__ = ["daemon_status", "off_text", "residents_notice", "rota_notice", "status_messages"]
+__all__ = [
+    "daemon_status",
+    "event_now",
+    "off_text",
+    "residents_notice",
+    "rota_notice",
+    "status_messages",
+    "systemd_status",
+]
 
 _WEEKDAYS_ZH = "一二三四五六日"
 
 
 def _json(body: dict[str, Any]) -> str:
     return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+
+
+def event_now(engine: Engine, clock: Micros) -> Micros:
+    """The township's now (SPEC "Time and energy"): the latest reading the engine accepted; before the first one,
+    `clock` (the daemon's). What the statuses and systemd's STATUS= speak of: a simulated clock run ahead, or meters
+    fed a recorded day, must not show a day the readings are not about."""
+    return engine.now if engine.now is not None else clock
+
+
+def systemd_status(engine: Engine, now: Micros) -> str:
+    """systemd's STATUS= at `now`: the day's consumption against its cap."""
+    day = engine.calendar.day_of(now)
+    return f"{day}: {engine.ledger.township_day_wh(day) / 1000:.0f} of {engine.plan.control.cap_kwh(day):.0f} kWh"
 
 
 def status_messages(engine: Engine, prefix: str, now: Micros) -> list[Message]:

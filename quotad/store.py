@@ -23,7 +23,7 @@ from typing import Any
 
 from quotad.errors import StoreError
 
-__all__ = ["TELEMETRY", "Dropped", "Event", "OutboxItem", "Store"]
+__all__ = ["TELEMETRY", "Dropped", "Event", "OutboxItem", "Store", "make_private_dir", "private_file"]
 
 TELEMETRY = "readings"  # the outbox key of pure telemetry (meter_reading, firm_energy, township_energy lines)
 
@@ -84,13 +84,15 @@ class Store:
     def __init__(self, state_dir: Path) -> None:
         make_private_dir(state_dir)
         self.path = state_dir / "quotad.db"
+        # 0600 before SQLite opens it: SQLite gives the -wal and -shm files it creates the database's own mode
+        for path in (self.path, *(self.path.with_name(self.path.name + end) for end in ("-wal", "-shm"))):
+            private_file(path, create=path == self.path)
         self.db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")  # durable against a killed process; WAL keeps it consistent
         self.db.executescript(_SCHEMA)
         if "queued" not in {row[1] for row in self.db.execute("PRAGMA table_info(outbox)")}:
             self.db.execute("ALTER TABLE outbox ADD COLUMN queued REAL")  # a state_dir from before the bounds
-        os.chmod(self.path, 0o600)
         self._sizes: dict[str, int] | None = None  # each outbox's bytes, counted once when first asked for
         self._unsettled: dict[str, int] = {}  # bytes added (or, < 0, removed) by the open transaction
         self._batch_depth = 0
@@ -406,6 +408,18 @@ _SIZES = " RETURNING length(CAST(body AS BLOB))"
 def _size(text: str) -> int:
     """The UTF-8 bytes of `text` (line protocol is ASCII as a rule: then its length, without encoding it)."""
     return len(text) if text.isascii() else len(text.encode())
+
+
+def private_file(path: Path, *, create: bool = True) -> None:
+    """Make `path` 0600 whatever the umask (created empty when `create` and absent; left absent otherwise)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | (os.O_CREAT if create else 0), 0o600)
+    except FileNotFoundError:
+        return
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
 
 
 def make_private_dir(path: Path) -> None:

@@ -74,6 +74,7 @@ def cross_check(raw: Mapping[str, Any], policy: Policy | None = None) -> list[Fi
     found += _firm_refs(firms, group_ids)
     found += _meter_refs(meters, _raw_ids(raw.get("firms")), township, raw.get("meters"))
     found += _gateway_settings(meters)
+    found += _shared_topics(meters)
     if rota is not None:
         found += _rota_refs(rota, group_ids, bool(raw.get("groups")))
     if control is not None:
@@ -126,6 +127,21 @@ def _meter_refs(
         elif firm_of[feeder] is not None:
             message = _("meter {meter!r} belongs to firm {firm!r}").format(meter=feeder, firm=firm_of[feeder])
             yield ("township", "feeder_meters", k), message
+
+
+def _shared_topics(meters: list[tuple[int, Meter]]) -> Iterator[Finding]:
+    """Two MQTT meters on one topic: a message there could be either's reading (SPEC: a configuration error)."""
+    first: dict[str, tuple[int, str]] = {}
+    for i, meter in meters:
+        topic = meter.mqtt.topic if meter.mqtt is not None else None
+        if topic is None:
+            continue
+        if topic in first:
+            index, other = first[topic]
+            message = _("the topic of meters[{index}] ({meter!r}) too: two meters cannot share a topic")
+            yield ("meters", i, "mqtt", "topic"), message.format(index=index, meter=other)
+        else:
+            first[topic] = (i, meter.id)
 
 
 _LINE_SETTINGS = {"serial": ("baudrate", "parity", "stopbits", "bytesize"), "tcp": ("framer",)}

@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
+from quotad.config.topics import MAX_PREFIX_BYTES, topic_problem
 from quotad.i18n import _
 
 __all__ = ["ClockSettings", "DaemonSettings", "InfluxSettings", "MqttSettings", "NoticeSettings", "read_secret"]
@@ -54,7 +55,10 @@ class MqttSettings(_Section):
     @field_validator("topic_prefix")
     @classmethod
     def _prefix(cls, value: str) -> str:
-        if any(c in value for c in "+#") or value.startswith("/") or value.endswith("/"):
+        problem = topic_problem(value, MAX_PREFIX_BYTES)
+        if problem is not None:
+            raise ValueError(problem)
+        if value.startswith("/") or value.endswith("/"):
             msg = _("topic_prefix must be a topic without wildcards and without a leading or trailing '/'")
             raise ValueError(msg)
         return value

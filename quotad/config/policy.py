@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from quotad.config.topics import topic_problem
 from quotad.i18n import _
 
 __all__ = [
@@ -234,10 +235,10 @@ class MqttSource(_Model):
 
     @field_validator("topic")
     @classmethod
-    def _no_wildcards(cls, value: str | None) -> str | None:
-        if value is not None and (not value or "+" in value or "#" in value):
-            msg = _("a meter topic must be a concrete topic, without wildcards")
-            raise ValueError(msg)
+    def _concrete(cls, value: str | None) -> str | None:
+        problem = None if value is None else topic_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
 

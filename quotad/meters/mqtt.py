@@ -40,6 +40,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from quotad.config.policy import Meter
+from quotad.config.topics import topic_problem
 from quotad.errors import ConfigError, Problem, ReadingError
 from quotad.meters.formats import FORMATS, Format, parse_payload
 from quotad.meters.paholoop import LoopDriver
@@ -81,8 +82,9 @@ def _topic_map(meters: Sequence[MeterTopic]) -> dict[str, tuple[str, Format]]:
     problems: list[Problem] = []
     for meter_id, topic, fmt in meters:
         where = f"meters.{meter_id}.mqtt"
-        if not topic or "+" in topic or "#" in topic:
-            problems.append(Problem("policy", 0, f"{where}.topic", f"not a concrete topic: {topic!r}"))
+        unusable = topic_problem(topic)
+        if unusable is not None:
+            problems.append(Problem("policy", 0, f"{where}.topic", f"not a concrete topic: {topic[:80]!r}: {unusable}"))
         elif topic in topics:
             problems.append(Problem("policy", 0, f"{where}.topic", f"{topic} is also meter {topics[topic][0]}'s"))
         if fmt not in FORMATS:

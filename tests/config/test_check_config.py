@@ -191,6 +191,27 @@ def test_bad_environment_value_is_reported_against_the_variable(value: str, mess
     assert problem_lines(result)[0].startswith(f"$QUOTAD_MQTT__PORT: mqtt.port: {message}"), _show(result)
 
 
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("quotad/\n", "contains the control character '\\n' (U+000A)"),
+        ("quotad/+", "contains the wildcard '+'"),
+        ("quotad/#", "contains the wildcard '#'"),
+        ("q" * 257, "257 bytes in UTF-8: at most 256"),
+        ("quotad/\udcff", "Input should be a valid string"),  # an environment byte that is not UTF-8 (0xff)
+        ("$SYS", "starts with '$'"),
+    ],
+)
+def test_a_topic_prefix_mqtt_refuses_is_reported_against_the_variable(value: str, message: str) -> None:
+    result = check_config(VALID_DAEMON, {"QUOTAD_MQTT__TOPIC_PREFIX": value})
+    _no_traceback(result)
+    assert result.returncode == 2, _show(result)
+    assert len(problem_lines(result)) == 1, _show(result)
+    assert problem_lines(result)[0].startswith(f"$QUOTAD_MQTT__TOPIC_PREFIX: mqtt.topic_prefix: {message}"), _show(
+        result
+    )
+
+
 def test_environment_overrides_a_valid_file() -> None:
     result = check_config(VALID_DAEMON, {"QUOTAD_MQTT__PORT": "1884"})
     passed_with_a_summary(result)

@@ -23,11 +23,12 @@ CORE = [
     "schedule/rota.py",
     "config/policy.py",
     "config/crosscheck.py",
+    "config/topics.py",
     "meters/feed.py",
 ]
 ALLOWED = {
     "__future__", "array", "calendar", "collections", "csv", "dataclasses", "datetime", "fractions", "functools",
-    "heapq", "json", "math", "random", "re", "typing", "zlib", "zoneinfo", "pydantic", "quotad",
+    "heapq", "json", "math", "random", "re", "typing", "unicodedata", "zlib", "zoneinfo", "pydantic", "quotad",
 }  # fmt: skip
 IO_LIBRARIES = ["pymodbus", "paho", "influxdb_client", "apscheduler", "sqlite3", "asyncio", "serial", "urllib3"]
 

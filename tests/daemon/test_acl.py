@@ -15,6 +15,7 @@ shows up as a silent meter, not as a refused subscription.
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import re
@@ -285,3 +286,101 @@ def test_a_meter_topic_quotad_may_not_read_is_a_silent_meter(tmp_path: Path) -> 
     assert firm["consumed_kwh"] == 0
     assert other["consumed_kwh"] > 0
     assert inspector.last(f"{BASE}/daemon") == "offline"
+
+
+# ---- the ACL and the configuration that deploy/ ships -----------------------------------------------------------
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto"
+SHIPPED_USERS = {**PASSWORDS, "g-005-main": "g5-Secret-4", "mallory": "m-Secret-5"}
+
+
+class ShippedBroker(Mosquitto):
+    """mosquitto run from deploy/mosquitto/quotad.conf as shipped, its ACL file the shipped one, unchanged; only
+    what a test machine needs is put in: the port on loopback, the password file made here, the log, the user."""
+
+    def _write_config(self) -> None:
+        text = (DEPLOY / "quotad.conf").read_text(encoding="utf-8")
+        for shipped, here in (
+            ("listener 1883\n", f"listener {self.port} 127.0.0.1\n"),
+            ("/etc/mosquitto/quotad.passwd\n", f"{self._write_passwords()}\n"),
+            ("/etc/mosquitto/quotad.acl\n", f"{DEPLOY / 'quotad.acl'}\n"),
+        ):
+            assert shipped in text, shipped
+            text = text.replace(shipped, here)
+        self.conf.write_text(
+            f"{text}\npersistence true\npersistence_location {self.dir}/\nlog_dest stderr\nlog_type all\n"
+            f"user {getpass.getuser()}\n",
+            encoding="utf-8",
+        )
+
+
+def as_user(broker: Mosquitto, user: str, messages: list[tuple[str, str, bool]]) -> None:
+    """Publish (topic, payload, retain) each at QoS 1 as `user` (MQTT 3.1.1: a denied PUBLISH is acknowledged too)."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{user}-{time.monotonic_ns()}")
+    client.username_pw_set(user, SHIPPED_USERS[user])
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    try:
+        for where, payload, retain in messages:
+            client.publish(where, payload, qos=1, retain=retain).wait_for_publish(5)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def test_the_shipped_acl_lets_only_quotad_publish_under_its_prefix(tmp_path: Path) -> None:
+    (tmp_path / "mosquitto").mkdir()
+    order = {"firm": "g-001", "firm_name": "明辉服装厂", "alert_id": "x", "rule": "monthly_quota", "from": "2010-10-20"}
+    forged_order = json.dumps({**order, "issued": "2010-10-20T05:00:00+08:00", "until": "2010-12-31"})
+    forged_alert = json.dumps({"id": "xx-town/g-001/forged", "severity": "violation", "message": "伪造"})
+    forgeries = [(f"{BASE}/orders/g-001", forged_order, True), (f"{BASE}/alerts/violation/g-001", forged_alert, False),
+                 (f"{BASE}/daemon", "offline", True)]  # fmt: skip
+    with ShippedBroker(data_dir=tmp_path / "mosquitto", users=SHIPPED_USERS) as broker:
+        as_user(broker, "mallory", forgeries)  # before quotad ever ran
+        town = township(tmp_path, broker.port)
+        inspector = Inspector(broker)
+        try:
+            town.start_daemon()
+            eventually(lambda: "quotad serving" in town.log(), "the daemon serving")
+            eventually(lambda: inspector.last(f"{BASE}/daemon") == "online", "quotad's own publication arrives")
+            now = town.sim_now() // 1_000_000
+            as_user(broker, "g-005-main", [(f"{BASE}/meters/g-005-main", json.dumps({"ts": t, "energy_kwh": e}), False)
+                                           for t, e in ((now - 600, 100.0), (now - 60, 103.5))])  # fmt: skip
+            as_user(broker, "g-005-main", [(f"{BASE}/meters/g-006-main", json.dumps({"ts": now, "energy_kwh": 9e3}),
+                                            False)])  # another meter's topic  # fmt: skip
+            as_user(broker, "inspector", forgeries)
+            as_user(broker, "mallory", forgeries)
+
+            def g005() -> float:
+                return float(json.loads(inspector.last(f"{BASE}/status/firms/g-005") or "{}").get("consumed_kwh", 0))
+
+            eventually(lambda: g005() == 3.5, "the meter's own readings reach quotad")
+            login = {"QUOTAD_MQTT__USERNAME": "inspector",
+                     "QUOTAD_MQTT__PASSWORD_FILE": str(secret(tmp_path / "i.pass", "inspector"))}  # fmt: skip
+            status = subprocess.run(
+                [sys.executable, "-m", "quotad", "status", "-c", str(town.config)], capture_output=True, text=True,
+                timeout=60, check=False, env={**os.environ, **login},
+            )  # fmt: skip
+            assert town.stop_daemon(signal.SIGTERM) == 0
+        finally:
+            town.close()
+            inspector.close()
+        log = broker.log_path.read_text(encoding="utf-8", errors="replace")
+
+    # every forgery, from any user but quotad, was refused; the meter's write to another meter's topic too
+    denied = [line for line in log.splitlines() if "Denied PUBLISH" in line]
+    by = {re.search(r"Denied PUBLISH from (\S+?)-\d+ ", line)[1] for line in denied}  # type: ignore[index]
+    assert by == {"mallory", "inspector", "g-005-main"}, denied
+    assert len(denied) == 3 * len(forgeries) + 1, denied  # mallory's before and after quotad started, the inspector's
+    assert not [line for line in log.splitlines() if "Denied" in line and "quotad-test" in line]
+    assert all("forged" not in payload and "伪造" not in payload for _, payload in inspector.messages)
+    assert inspector.last(f"{BASE}/orders/g-001") is None
+    assert inspector.last(f"{BASE}/meters/g-006-main") is None
+    assert f"{BASE}/meters/g-005-main" in inspector.topics()  # inspectors read everything under the prefix
+    # quotad's publications all arrived: its state, the statuses; the inspector's `quotad status` shows no forgery
+    assert inspector.last(f"{BASE}/daemon") == "offline"  # said by quotad on its way out
+    assert status.returncode == 0, status.stderr
+    assert "quotad：运行中" in status.stdout
+    assert "停电令：无" in status.stdout
+    assert "无法解析" not in status.stdout
+    assert "Traceback" not in town.log()
