@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import faulthandler
 import os
 import signal
+import sys
 import tomllib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -149,3 +151,15 @@ def rules_of(alerts: Iterable[Alert]) -> list[tuple[str, str, float | None, str]
 @pytest.fixture
 def policy() -> Policy:
     return make_policy()
+
+
+TEST_LIMIT_S = 600  # the slowest test takes about a minute; one ten times longer is hung
+
+
+@pytest.fixture(autouse=True)
+def _no_test_hangs() -> Iterator[None]:
+    """A test that hangs ends the run with every thread's stack on stderr, rather than holding CI for its 90
+    minutes (once seen: a cancelled Modbus poller whose cancellation a library had swallowed)."""
+    faulthandler.dump_traceback_later(TEST_LIMIT_S, exit=True, file=sys.__stderr__)
+    yield
+    faulthandler.cancel_dump_traceback_later()

@@ -159,6 +159,7 @@ class ModbusPoller:
             for _tick, _unit, n in batch:  # one unit after another on this line
                 polled = gateway.meters[n]
                 await self.poll(gateway, polled)
+                _stop_if_cancelled()
                 heapq.heappush(due, (self._next_due(polled), polled.unit, n))
 
     def _next_due(self, polled: _Polled) -> Micros:
@@ -210,3 +211,12 @@ class ModbusPoller:
 def _next_tick(now: Micros, period: Micros) -> Micros:
     """The first instant after `now` on the grid of `period` (every minute on the minute)."""
     return (now // period + 1) * period
+
+
+def _stop_if_cancelled() -> None:
+    """End the polling task if it was asked to, even when a library swallowed the CancelledError (Python 3.11's
+    `asyncio.wait_for`, inside pymodbus, loses a cancellation that arrives as its read completes): without this a
+    cancelled poller went on polling, and whoever waited for it to end waited forever."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

@@ -17,6 +17,7 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 
 from quotad.clock import Clock
 from quotad.config.policy import Policy
+from quotad.errors import MeterError
 from quotad.meters.feed import TownshipModel
 from quotad.meters.modbus import ModbusPoller, ReadOnlyLink
 from quotad.meters.simulator import Simulator
@@ -224,3 +225,46 @@ def test_the_simulated_counter_advances_between_reads() -> None:
 
     first, second = asyncio.run(scenario())
     assert second > first
+
+
+def test_a_poller_ends_when_cancelled_even_if_a_read_swallows_the_cancellation(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Python 3.11's `asyncio.wait_for` (inside pymodbus) loses a cancellation that arrives as its read completes;
+    a poller cancelled then went on polling for ever, and the suite once hung on it. Here every read swallows the
+    cancellation as that race does: the poller must end anyway."""
+    swallowed = []
+
+    async def read(self: ReadOnlyLink, table: str, address: int, count: int, unit: int) -> list[int]:
+        try:
+            await asyncio.sleep(2.0)
+        except asyncio.CancelledError:  # what wait_for does in the race: the cancellation is lost
+            swallowed.append(True)
+        msg = "no answer"
+        raise MeterError(msg)
+
+    monkeypatch.setattr(ReadOnlyLink, "read", read)
+    port = free_port()
+    polled = policy({"g": (port, "tcp")}, [("m", "f", "g", 1, "dtsu666")])
+
+    async def scenario() -> asyncio.Task[None]:
+        poller = ModbusPoller(polled.meters, Clock(START, 3600.0), lambda reading: None)
+        task = asyncio.create_task(poller.run())
+        await asyncio.sleep(0.5)  # the first read has begun (a tick comes every 1/60 s) and lasts 2 s
+        task.cancel()
+        await asyncio.wait({task}, timeout=1.0)
+        return task
+
+    loop = asyncio.new_event_loop()  # not asyncio.run: it would wait for a task that never ends
+    try:
+        task = loop.run_until_complete(scenario())
+        ended = task.done()
+        if not ended:  # stop it the hard way, so that the test fails rather than hangs
+            monkeypatch.setattr(ReadOnlyLink, "read", _raise_cancelled)
+            loop.run_until_complete(asyncio.wait({task}, timeout=5.0))
+    finally:
+        loop.close()
+    assert swallowed
+    assert ended, "the poller went on polling after it was cancelled"
+
+
+async def _raise_cancelled(*args: object) -> list[int]:
+    raise asyncio.CancelledError
