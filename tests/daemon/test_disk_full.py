@@ -87,6 +87,12 @@ def test_a_full_disk_mid_burst_loses_and_repeats_nothing(tmp_path: Path, broker:
             filler = fill(disk)
             eventually(lambda: said(collector, "degraded: 磁盘已满"), "the daemon topic saying the disk is full")
             eventually(lambda: any("STATUS=DEGRADED, 磁盘已满" in d for d in notify.received), "STATUS= saying so")
+            status = subprocess.run(
+                [sys.executable, "-m", "quotad", "status", "-c", str(config)],
+                capture_output=True, text=True, timeout=60, check=False,
+            )  # fmt: skip
+            assert status.returncode == 0, status.stderr
+            assert "quotad：降级运行（磁盘已满，读数暂不入账" in status.stdout, status.stdout
             if full_s:
                 time.sleep(full_s / 2)
                 assert daemon.poll() is None, "the daemon stopped on a full disk"
