@@ -16,15 +16,39 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 
+import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 __all__ = ["Mosquitto", "find_binary", "free_port", "free_ports", "wait_for_port"]
 
 _SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/sbin")
+
+
+def publish(
+    broker: Mosquitto,
+    messages: Iterable[tuple[str, str | bytes, bool]],
+    *,
+    user: str | None = None,
+    password: str | None = None,
+) -> None:
+    """(topic, payload, retain) each at QoS 1, each acknowledged by the broker before this returns, as `user` when
+    given (MQTT 3.1.1: a PUBLISH the ACL denies is acknowledged too)."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{user or 'publisher'}-{time.monotonic_ns()}")
+    if user is not None:
+        client.username_pw_set(user, password)
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    try:
+        for where, payload, retain in messages:
+            client.publish(where, payload, qos=1, retain=retain).wait_for_publish(10)
+    finally:
+        client.disconnect()
+        client.loop_stop()
 
 
 def free_port() -> int:

@@ -32,7 +32,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from tests.brokers import Mosquitto
+from tests.brokers import Mosquitto, publish
 from tests.daemon.township import Township, eventually, township_files
 
 BASE = "quotad/xx-town"  # P/T: the default prefix, the example township
@@ -316,16 +316,7 @@ class ShippedBroker(Mosquitto):
 
 def as_user(broker: Mosquitto, user: str, messages: list[tuple[str, str, bool]]) -> None:
     """Publish (topic, payload, retain) each at QoS 1 as `user` (MQTT 3.1.1: a denied PUBLISH is acknowledged too)."""
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{user}-{time.monotonic_ns()}")
-    client.username_pw_set(user, SHIPPED_USERS[user])
-    client.connect(broker.host, broker.port)
-    client.loop_start()
-    try:
-        for where, payload, retain in messages:
-            client.publish(where, payload, qos=1, retain=retain).wait_for_publish(5)
-    finally:
-        client.disconnect()
-        client.loop_stop()
+    publish(broker, messages, user=user, password=SHIPPED_USERS[user])
 
 
 def test_the_shipped_acl_lets_only_quotad_publish_under_its_prefix(tmp_path: Path) -> None:

@@ -21,14 +21,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from quotad.config.load import Loaded, load
 from quotad.errors import QuotadError
 from quotad.inspect import follow_alerts, show_status
-from tests.brokers import Mosquitto
+from tests.brokers import Mosquitto, publish
 from tests.daemon.township import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -78,19 +76,6 @@ def daemon_file(directory: Path, port: int, prefix: str, login: str = "") -> Pat
         encoding="utf-8",
     )
     return path
-
-
-def publish(broker: Mosquitto, messages: list[tuple[str, bytes, bool]]) -> None:
-    """(topic, payload, retain) each, at QoS 1, each acknowledged by the broker before this returns."""
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"forger-{time.monotonic_ns()}")
-    client.connect(broker.host, broker.port)
-    client.loop_start()
-    try:
-        for where, payload, retain in messages:
-            client.publish(where, payload, qos=1, retain=retain).wait_for_publish(5)
-    finally:
-        client.disconnect()
-        client.loop_stop()
 
 
 def township(tmp_path: Path, broker: Mosquitto, case: str) -> tuple[Loaded, str]:

@@ -17,9 +17,7 @@ import sys
 import threading
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 from pymodbus.framer import FramerType
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
@@ -28,7 +26,7 @@ from quotad.config.load import load
 from quotad.daemon import Daemon
 from quotad.engine import Engine
 from quotad.readings import Reading
-from tests.brokers import Mosquitto, free_port
+from tests.brokers import Mosquitto, free_port, publish
 from tests.daemon.feedtown import (
     Publisher,
     all_on_mqtt,
@@ -114,16 +112,6 @@ def broker(tmp_path: Path) -> Mosquitto:
         yield running
 
 
-def publish(broker: Mosquitto, messages: list[tuple[str, str]]) -> None:
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"poisoner-{free_port()}")
-    client.connect("127.0.0.1", broker.port)
-    client.loop_start()
-    for topic, payload in messages:
-        client.publish(topic, payload, qos=1).wait_for_publish(10)
-    client.loop_stop()
-    client.disconnect()
-
-
 def test_a_poisoned_reading_on_each_kind_of_meter_is_refused_and_the_rest_enforced(
     tmp_path: Path, broker: Mosquitto
 ) -> None:
@@ -145,7 +133,7 @@ def test_a_poisoned_reading_on_each_kind_of_meter_is_refused_and_the_rest_enforc
             eventually(lambda: collector.last("quotad/xx-town/daemon") == "online", "the daemon online")
             half = len(readings) // 2
             Publisher(broker, readings[:half], rate=5000).start().join()
-            poison = [(f"quotad/xx-town/meters/{m}", POISON[fmt]) for m, fmt in POISONED.items()]
+            poison = [(f"quotad/xx-town/meters/{m}", POISON[fmt], False) for m, fmt in POISONED.items()]
             publish(broker, poison * 3)  # again and again: each is refused, none blocks what follows
             Publisher(broker, readings[half:], rate=5000).start().join()
             eventually(lambda: len(journaled_readings(state)) == len(readings), "every good reading journaled", 90)
