@@ -98,7 +98,7 @@ def _load_policy(
     except ValidationError as exc:
         problems += [doc.problem(err["loc"], _message(err)) for err in exc.errors()]
     problems += [doc.problem(loc, message) for loc, message in cross_check(raw, policy)]
-    problems += [doc.problem(loc, message) for loc, message in _template_findings(raw)]
+    problems += [doc.problem(loc, message) for loc, message in _template_findings(raw, policy)]
     warnings: tuple[Problem, ...] = ()
     if strict or not problems:  # a broken file's slips wait until it loads, unless they count as problems
         warnings = tuple(doc.problem(loc, message, warning=True) for loc, message in slips(raw, policy))
@@ -107,9 +107,11 @@ def _load_policy(
     return policy, warnings
 
 
-def _template_findings(raw: dict[str, Any]) -> list[tuple[Loc, str]]:
-    """Each Modbus meter names a device template that exists (the templates are files of the package)."""
-    from quotad.meters.templates import template_names
+def _template_findings(raw: dict[str, Any], policy: Policy | None) -> list[tuple[Loc, str]]:
+    """Each Modbus meter names a device template that exists (the templates are files of the package), and the
+    registers it reads are ones a meter can have: the same `fields_for` the poller and the simulator build them with,
+    so that a spec `quotad run` cannot read (an f32 at register 65535) is refused here, on its line, and not there."""
+    from quotad.meters.templates import TemplateError, fields_for, template_names
 
     known = template_names()
     meters = raw.get("meters")
@@ -120,6 +122,14 @@ def _template_findings(raw: dict[str, Any]) -> list[tuple[Loc, str]]:
         if isinstance(name, str) and name not in known:
             message = _("unknown template {name!r} (known: {known})").format(name=name, known=", ".join(known))
             found.append((("meters", i, "modbus", "template"), message))
+    for i, parsed in enumerate(policy.meters if policy is not None else ()):
+        source = parsed.modbus
+        if source is None or (source.template is not None and source.template not in known):
+            continue
+        try:
+            fields_for(source)
+        except TemplateError as exc:
+            found.append((("meters", i, "modbus", "register" if source.template is None else "template"), str(exc)))
     return found
 
 
