@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from quotad.config.policy import ModbusSource
 from quotad.errors import DecodeError, MeterError
+from quotad.i18n import _
 from quotad.meters.registers import RegisterType, WordOrder, decoder, word_count
 
 __all__ = [
@@ -66,10 +67,11 @@ class RegisterField(BaseModel):
     @model_validator(mode="after")
     def _fits(self) -> RegisterField:
         if self.scale == 0:
-            msg = "scale must not be 0 (every reading would become 0)"
+            msg = _("scale must not be 0 (every reading would become 0)")
             raise ValueError(msg)
         if self.end > 65536:
-            msg = f"a {self.type} at address {self.address} runs past register 65535"
+            msg = _("a {type} at address {address} runs past register 65535")
+            msg = msg.format(type=self.type, address=self.address)
             raise ValueError(msg)
         return self
 
@@ -158,7 +160,7 @@ def fields_for(source: ModbusSource) -> dict[str, RegisterField]:
             word_order=source.word_order, scale=source.scale, unit="kWh",
         )  # fmt: skip
     except ValidationError as exc:
-        msg = f"inline register spec: {_problems(exc)}"
+        msg = _("inline register spec: {problems}").format(problems=_problems(exc))
         raise TemplateError(msg) from None
     return {"energy_kwh": field}
 
