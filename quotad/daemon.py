@@ -30,6 +30,7 @@ from quotad.authority import own_retained
 from quotad.clock import Clock, shared_anchor
 from quotad.config.daemon import read_secret
 from quotad.config.load import Loaded, load
+from quotad.config.policy import Policy
 from quotad.engine import Engine
 from quotad.errors import ConfigError, QuotadError, ReadingError, StoreError
 from quotad.inbox import Inbox, Item
@@ -366,9 +367,10 @@ class Daemon:
             self.trouble = None
             self._say_state()
 
-    def _rebuild(self) -> None:
-        """The engine as the journal has it (the latest snapshot and the events after it)."""
-        journal = Journal(self.store, self.journal.policy, self.prefix, self.settings.influx is not None)
+    def _rebuild(self, policy: Policy | None = None) -> None:
+        """The engine as the journal has it (the latest snapshot and the events after it), under `policy` (a
+        reload's) or the running one."""
+        journal = Journal(self.store, policy or self.journal.policy, self.prefix, self.settings.influx is not None)
         journal.restore()
         self.journal = journal
 
@@ -505,9 +507,7 @@ class Daemon:
             return
         for warning in loaded.warnings:  # a slip is the operator's to judge: the policy is taken, and they are told
             log.warning("%s", warning)
-        journal = Journal(self.store, loaded.policy, self.prefix, self.settings.influx is not None)
-        journal.restore()
-        self.journal = journal
+        self._rebuild(loaded.policy)
         self._status_sent.clear()
         log.info("policy reloaded from %s", loaded.policy_path)
         if _how_read(loaded) != _how_read(self.loaded):  # multipliers, limits, firms take effect at once
