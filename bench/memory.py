@@ -12,7 +12,7 @@ import sys
 import tomllib
 
 FIRMS, PER_FIRM = 2000, 5
-IMPORTS = "import quotad.engine, quotad.journal, quotad.config.load, quotad.meters.feed"
+IMPORTS = "import quotad.core.engine, quotad.shell.journal, quotad.config.load, quotad.core.feed"
 
 
 def rss_mb() -> float:
@@ -35,9 +35,9 @@ def policy_text() -> str:
 
 def main() -> None:
     argparse.ArgumentParser(description=__doc__).parse_args()
-    from quotad.config.policy import Policy
-    from quotad.engine import Engine
-    from quotad.readings import Reading
+    from quotad.core.engine import Engine
+    from quotad.core.policy import Policy
+    from quotad.core.readings import Reading
     from quotad.schedule.calendar import MICROS_PER_S
 
     policy = Policy.model_validate(tomllib.loads(policy_text()))

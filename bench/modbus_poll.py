@@ -20,10 +20,10 @@ from pymodbus.framer import FramerType
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from quotad.clock import Clock
-from quotad.config.policy import Policy
+from quotad.core.policy import Policy
 from quotad.meters.modbus import ModbusPoller
 from quotad.meters.registers import encode
+from quotad.shell.clock import Clock
 from tests.brokers import free_ports
 
 GATEWAYS, UNITS, ADDRESS = 20, 50, 0x48

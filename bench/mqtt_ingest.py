@@ -31,8 +31,8 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from tests.brokers import Mosquitto
-from tests.daemon.township import township_files
 from tests.services import Influx1
+from tests.shell.township import township_files
 
 FIRMS, PER_METER = 200, 300
 START = 1287504000  # 2010-10-20 00:00 +08:00; the daemon's clock starts a day later: no reading is "ahead"

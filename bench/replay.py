@@ -16,9 +16,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from quotad.commands.replay import replay
 from quotad.config.load import load
-from quotad.meters.feed import counters, to_jsonl
-from quotad.replay import replay
+from quotad.core.feed import counters, to_jsonl
 from quotad.schedule.calendar import Calendar
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -24,14 +24,14 @@ import tomllib
 from pathlib import Path
 
 from bench.memory import FIRMS, PER_FIRM, policy_text
-from quotad.config.policy import Policy
-from quotad.journal import Journal
-from quotad.readings import Reading
+from quotad.core.policy import Policy
+from quotad.core.readings import Reading
 from quotad.schedule.calendar import MICROS_PER_S
-from quotad.store import Store
+from quotad.shell.journal import Journal
+from quotad.shell.store import Store
 from tests.brokers import Mosquitto
 
-IMPORTS = "import quotad.cli, quotad.daemon"
+IMPORTS = "import quotad.cli, quotad.shell.daemon"
 ROUNDS = 65
 
 

@@ -18,9 +18,9 @@ import tempfile
 from pathlib import Path
 
 from quotad.config.load import load
-from quotad.journal import Journal
-from quotad.meters.feed import counters
-from quotad.store import Store
+from quotad.core.feed import counters
+from quotad.shell.journal import Journal
+from quotad.shell.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 

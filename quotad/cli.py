@@ -13,18 +13,18 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from quotad import __version__
-from quotad.alerts import Order, cut_off_on
+from quotad.commands.replay import replay
 from quotad.config.figures import echo
 from quotad.config.foreign import os_error
 from quotad.config.load import Loaded, load
-from quotad.errors import ConfigError, QuotadError, UsageError
-from quotad.i18n import _
-from quotad.meters.feed import counters, to_jsonl
-from quotad.replay import replay
+from quotad.core.alerts import Order, cut_off_on
+from quotad.core.errors import ConfigError, QuotadError, UsageError
+from quotad.core.feed import counters, to_jsonl
+from quotad.core.i18n import _
+from quotad.core.tables import render
+from quotad.core.views import off_text
 from quotad.schedule.calendar import Calendar
 from quotad.schedule.rota import DaySchedule, Plan
-from quotad.status import off_text
-from quotad.tables import render
 
 __all__ = ["main"]
 
@@ -101,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "check-config":
             return _check_config(args.config, args.strict)
         if args.command == "demo":
-            from quotad.demo import demo
+            from quotad.commands.demo import demo
 
             return demo(args.speed, args.days)
         loaded = load(args.config)
@@ -131,24 +131,24 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _shell(args: argparse.Namespace, loaded: Loaded) -> int:
     """The commands that talk to meters, brokers and databases (imported only when used)."""
     if args.command == "simulate":
-        from quotad.meters.run import simulate
+        from quotad.commands.simulate import simulate
 
         return simulate(loaded, args.start, args.speed, args.seed)
     if args.command == "run":
-        from quotad.daemon import run
+        from quotad.shell.daemon import run
 
         return run(loaded, args.config)
     if args.command == "order":
-        from quotad.orders import lift
+        from quotad.commands.orders import lift
 
         print(lift(loaded, args.firm, args.reason))
         return 0
     if args.command == "alerts":
-        from quotad.inspect import follow_alerts
+        from quotad.commands.watch import follow_alerts
 
         return follow_alerts(loaded, args.severity, args.firm, args.json)
     if args.command == "status":
-        from quotad.inspect import show_status
+        from quotad.commands.watch import show_status
 
         return show_status(loaded)
     return 2
@@ -227,8 +227,8 @@ def _recorded_orders(loaded: Loaded) -> list[Order]:
     if loaded.daemon is None:
         _note(_("a policy file alone names no state directory: firms cut off are not shown (give -c quotad.toml)"))
         return []
-    from quotad.journal import recorded_orders
-    from quotad.store import Store
+    from quotad.shell.journal import recorded_orders
+    from quotad.shell.store import Store
 
     state_dir = loaded.daemon.state_dir
     try:

@@ -13,15 +13,15 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from quotad.alerts import Alert
-from quotad.config.policy import Policy
-from quotad.engine import Engine
-from quotad.readings import Reading
+from quotad.core.alerts import Alert
+from quotad.core.engine import Engine
+from quotad.core.policy import Policy
+from quotad.core.readings import Reading
 from quotad.schedule.calendar import to_micros
 from tests.locales import english
 
 # The suite asserts quotad's English, its default: a developer whose shell says LANG=zh_CN.UTF-8 (or LANGUAGE=zh_CN)
-# must see it pass. quotad.i18n reads the locale at the first message, later than this; the commands the tests start
+# must see it pass. quotad.core.i18n reads the locale at the first message, after this; the commands the tests start
 # inherit it. Tests of the Chinese give their commands a locale of their own (tests/locales.py).
 os.environ.update(english())
 os.environ.pop("LANGUAGE", None)

@@ -186,7 +186,7 @@ _EVERY_PROBLEM = """
 import json, random, sys
 from pathlib import Path
 from quotad.config.load import load
-from quotad.errors import ConfigError
+from quotad.core.errors import ConfigError
 from tests.config.test_generated_broken import CASES, SHIPPED, mutate
 from tests.test_i18n import PYDANTIC_CASES, _error
 from quotad.config.foreign import pydantic_message

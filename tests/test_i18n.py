@@ -22,7 +22,7 @@ from babel.messages.pofile import read_po
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from quotad.config.foreign import DATE_ERRORS, PYDANTIC, pydantic_message
-from quotad.i18n import LOCALE_DIR, _, translation
+from quotad.core.i18n import LOCALE_DIR, _, translation
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "quotad"

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from quotad.commands.replay import read_readings
 from quotad.config.load import load
-from quotad.journal import Journal
-from quotad.replay import read_readings
-from quotad.store import Store
+from quotad.shell.journal import Journal
+from quotad.shell.store import Store
 from tests.locales import english
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -12,8 +12,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from quotad.config.policy import WEEKDAYS, Control, Firm, Group, Meter, ModbusSource, Policy, Rota, Township
-from quotad.i18n import _
+from quotad.core.i18n import _
+from quotad.core.policy import WEEKDAYS, Control, Firm, Group, Meter, ModbusSource, Policy, Rota, Township
 
 __all__ = ["Finding", "cross_check", "parts", "workshop_short_weeks"]
 

@@ -17,8 +17,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
-from quotad.config.topics import MAX_PREFIX_BYTES, topic_problem
-from quotad.i18n import _
+from quotad.core.i18n import _
+from quotad.core.topics import MAX_PREFIX_BYTES, topic_problem
 
 __all__ = ["ClockSettings", "DaemonSettings", "InfluxSettings", "MqttSettings", "NoticeSettings", "read_secret"]
 

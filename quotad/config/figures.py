@@ -17,8 +17,8 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from quotad.config.crosscheck import Finding, parts
-from quotad.config.policy import Control, Firm, Policy, Township
-from quotad.i18n import _
+from quotad.core.i18n import _
+from quotad.core.policy import Control, Firm, Policy, Township
 
 __all__ = ["SLIP_BELOW_KWH", "echo", "kwh", "monthly_quota", "slips"]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from quotad.i18n import N_, _, ngettext
+from quotad.core.i18n import N_, _, ngettext
 
 __all__ = ["DATE_ERRORS", "PYDANTIC", "os_error", "pydantic_message", "toml_message"]
 

@@ -22,10 +22,10 @@ from quotad.config.crosscheck import cross_check
 from quotad.config.daemon import DaemonSettings
 from quotad.config.figures import slips
 from quotad.config.foreign import os_error, pydantic_message, toml_message
-from quotad.config.policy import Policy
 from quotad.config.tomlpos import PositionIndex
-from quotad.errors import ConfigError, Problem
-from quotad.i18n import _
+from quotad.core.errors import ConfigError, Problem
+from quotad.core.i18n import _
+from quotad.core.policy import Policy
 
 __all__ = ["Loaded", "format_path", "load", "load_policy"]
 

@@ -49,8 +49,8 @@ from collections.abc import Callable
 from typing import Any, Literal, NoReturn
 from zoneinfo import ZoneInfo
 
-from quotad.errors import ReadingError
-from quotad.readings import Reading, parse_ts
+from quotad.core.errors import ReadingError
+from quotad.core.readings import Reading, parse_ts
 from quotad.schedule.calendar import Micros, to_micros
 
 __all__ = ["FORMATS", "MAX_PAYLOAD_BYTES", "Format", "parse_payload"]

@@ -23,12 +23,12 @@ from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 from pymodbus.framer import FramerType
 
-from quotad.clock import Clock
-from quotad.config.policy import Meter, ModbusSource
-from quotad.errors import DecodeError, MeterError
+from quotad.core.errors import DecodeError, MeterError
+from quotad.core.policy import Meter, ModbusSource
+from quotad.core.readings import Reading
 from quotad.meters.templates import Block, decode_block, fields_for, plan_blocks
-from quotad.readings import Reading
 from quotad.schedule.calendar import MICROS_PER_S, Micros
+from quotad.shell.clock import Clock
 
 __all__ = ["Gateway", "ModbusPoller", "ReadOnlyLink", "gateway_key"]
 

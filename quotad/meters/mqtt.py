@@ -39,12 +39,12 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
-from quotad.config.policy import Meter
-from quotad.config.topics import topic_problem
-from quotad.errors import ConfigError, Problem, ReadingError
+from quotad.core.errors import ConfigError, Problem, ReadingError
+from quotad.core.policy import Meter
+from quotad.core.readings import Reading
+from quotad.core.topics import topic_problem
 from quotad.meters.formats import FORMATS, Format, parse_payload
 from quotad.meters.paholoop import LoopDriver
-from quotad.readings import Reading
 from quotad.schedule.calendar import Micros
 
 __all__ = ["Ack", "MeterTopic", "MqttMeters", "default_topic", "meter_topics"]

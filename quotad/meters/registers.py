@@ -24,7 +24,7 @@ import struct
 from collections.abc import Callable, Sequence
 from typing import Literal, get_args
 
-from quotad.errors import DecodeError
+from quotad.core.errors import DecodeError
 
 __all__ = ["RegisterType", "WordOrder", "decode", "decoder", "encode", "word_count"]
 

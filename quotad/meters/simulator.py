@@ -23,15 +23,15 @@ from pymodbus.pdu import ModbusPDU
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from quotad.clock import Clock
 from quotad.config.daemon import MqttSettings
-from quotad.config.policy import Meter, Policy
-from quotad.meters.feed import TownshipModel
+from quotad.core.feed import TownshipModel
+from quotad.core.policy import Meter, Policy
 from quotad.meters.mqtt import default_topic
 from quotad.meters.registers import encode
 from quotad.meters.templates import RegisterField, fields_for
 from quotad.schedule.calendar import MICROS_PER_S, Micros
-from quotad.sinks import mqtt_client
+from quotad.shell.clock import Clock
+from quotad.shell.sinks import mqtt_client
 
 __all__ = ["Simulator", "payload"]
 

@@ -21,9 +21,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from quotad.config.policy import ModbusSource
-from quotad.errors import DecodeError, MeterError
-from quotad.i18n import _
+from quotad.core.errors import DecodeError, MeterError
+from quotad.core.i18n import _
+from quotad.core.policy import ModbusSource
 from quotad.meters.registers import RegisterType, WordOrder, decoder, word_count
 
 __all__ = [

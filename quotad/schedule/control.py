@@ -5,7 +5,7 @@ from __future__ import annotations
 import calendar as _cal
 import datetime as dt
 
-from quotad.config.policy import Phase, Policy
+from quotad.core.policy import Phase, Policy
 
 __all__ = ["ControlPeriod"]
 

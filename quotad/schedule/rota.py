@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from quotad.config.policy import WEEKDAYS, Firm, Policy
+from quotad.core.policy import WEEKDAYS, Firm, Policy
 from quotad.schedule.control import ControlPeriod
 
 __all__ = ["DaySchedule", "Plan"]

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from quotad.engine import Engine
-from quotad.errors import ReadingError
-from quotad.readings import MAX_COUNTER_KWH, MAX_POWER_KW, Reading
+from quotad.core.engine import Engine
+from quotad.core.errors import ReadingError
+from quotad.core.readings import MAX_COUNTER_KWH, MAX_POWER_KW, Reading
 from tests.conftest import at, make_policy
 
 POLICY = make_policy(meters=("x",))  # firm x: a daily limit of 100 kWh

@@ -4,7 +4,7 @@ import datetime as dt
 
 import pytest
 
-from quotad.readings import Reading
+from quotad.core.readings import Reading
 from tests.conftest import at, make_policy, r, run
 
 BERLIN = "Europe/Berlin"

@@ -2,9 +2,9 @@ import datetime as dt
 
 import pytest
 
-from quotad.errors import ReadingError
-from quotad.ledger import Ledger, split
-from quotad.readings import Reading
+from quotad.core.errors import ReadingError
+from quotad.core.ledger import Ledger, split
+from quotad.core.readings import Reading
 from quotad.schedule.calendar import Calendar
 from tests.conftest import at, make_policy, r
 

@@ -8,10 +8,10 @@ import pickle
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from quotad.engine import Engine
-from quotad.ledger import split
-from quotad.readings import Reading
-from quotad.windows import HOUR_US, Piece, TrailingHour
+from quotad.core.engine import Engine
+from quotad.core.ledger import split
+from quotad.core.readings import Reading
+from quotad.core.windows import HOUR_US, Piece, TrailingHour
 from tests.conftest import at, make_policy
 
 START = at("2010-10-18 00:00")

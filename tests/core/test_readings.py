@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from quotad import readings
-from quotad.errors import ReadingError
-from quotad.readings import Reading, parse_jsonl_line, parse_jsonl_lines, parse_record, parse_ts
+from quotad.core import readings
+from quotad.core.errors import ReadingError
+from quotad.core.readings import Reading, parse_jsonl_line, parse_jsonl_lines, parse_record, parse_ts
 
 
 def reference(line: str) -> object:

@@ -8,10 +8,10 @@ import json
 import tomllib
 from pathlib import Path
 
+from quotad.commands.watch import _status_text, format_alert
 from quotad.config.load import Loaded
-from quotad.config.policy import Policy
-from quotad.inspect import _status_text, format_alert
-from quotad.status import rota_notice, status_messages
+from quotad.core.policy import Policy
+from quotad.core.views import rota_notice, status_messages
 from tests.conftest import at, make_policy, policy_text, r, run
 
 

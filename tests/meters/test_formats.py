@@ -13,9 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from quotad.errors import ReadingError
+from quotad.core.errors import ReadingError
+from quotad.core.readings import Reading
 from quotad.meters.formats import FORMATS, MAX_PAYLOAD_BYTES, Format, parse_payload
-from quotad.readings import Reading
 from tests.conftest import at
 
 TZ = ZoneInfo("Asia/Shanghai")

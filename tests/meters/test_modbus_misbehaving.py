@@ -23,11 +23,11 @@ from pymodbus.framer import FramerType
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from quotad.clock import Clock
-from quotad.config.policy import Policy
+from quotad.core.policy import Policy
+from quotad.core.readings import Reading
 from quotad.meters.modbus import Gateway, ModbusPoller
-from quotad.readings import Reading
 from quotad.schedule.calendar import MICROS_PER_S
+from quotad.shell.clock import Clock
 from tests.brokers import free_ports
 from tests.conftest import at
 

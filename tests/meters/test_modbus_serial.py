@@ -15,12 +15,12 @@ from pymodbus.framer import FramerType
 from pymodbus.server import ModbusSerialServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from quotad.clock import Clock
 from quotad.config.load import load
-from quotad.config.policy import ModbusSource, Policy
+from quotad.core.policy import ModbusSource, Policy
+from quotad.core.readings import Reading
 from quotad.meters.modbus import ModbusPoller, gateway_key
 from quotad.meters.registers import encode
-from quotad.readings import Reading
+from quotad.shell.clock import Clock
 
 
 @pytest.fixture

@@ -24,10 +24,10 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from quotad.errors import ReadingError
+from quotad.core.errors import ReadingError
+from quotad.core.readings import Reading
 from quotad.meters.formats import FORMATS, Format, parse_payload
 from quotad.meters.mqtt import MqttMeters
-from quotad.readings import Reading
 from tests.brokers import Mosquitto
 from tests.conftest import at
 

@@ -20,11 +20,11 @@ from zoneinfo import ZoneInfo
 import paho.mqtt.client as mqtt
 import pytest
 
-from quotad.config.policy import Policy
-from quotad.errors import ConfigError
+from quotad.core.errors import ConfigError
+from quotad.core.policy import Policy
+from quotad.core.readings import Reading
 from quotad.meters.formats import Format
 from quotad.meters.mqtt import Ack, MeterTopic, MqttMeters, default_topic, meter_topics
-from quotad.readings import Reading
 from tests.brokers import Mosquitto, free_port
 from tests.conftest import at
 

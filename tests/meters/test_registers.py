@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pymodbus.client.mixin import ModbusClientMixin
 
-from quotad.errors import DecodeError, MeterError, QuotadError
+from quotad.core.errors import DecodeError, MeterError, QuotadError
 from quotad.meters.registers import RegisterType, WordOrder, decode, encode, word_count
 
 TYPES: tuple[RegisterType, ...] = get_args(RegisterType)

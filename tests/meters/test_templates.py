@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from quotad.config.policy import ModbusSource
-from quotad.errors import DecodeError, MeterError
+from quotad.core.errors import DecodeError, MeterError
+from quotad.core.policy import ModbusSource
 from quotad.meters import templates
 from quotad.meters.registers import decode
 from quotad.meters.templates import (

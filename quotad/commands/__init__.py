@@ -1,0 +1,1 @@
+"""The commands of `quotad` other than `run` and `check-config`: each a function cli.py dispatches to."""

@@ -1,0 +1,236 @@
+"""`quotad demo`: the example township enforced live, for a first look.
+
+Starts a private mosquitto and InfluxDB (Debian's packages; `./dev demo` installs them) on free loopback
+ports in a fresh directory, the simulated township (`quotad simulate`) and the daemon (`quotad run`) on a
+fast simulated clock; shows the township's day against its cap and the alerts as they arrive; after a few
+simulated days (or Ctrl-C) says where the data is and stops everything it started.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import queue
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import TextIO
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from quotad.commands.watch import format_alert
+from quotad.core.errors import QuotadError
+
+__all__ = ["demo"]
+
+
+def example_policy() -> Path:
+    """The example township: package data of an installed quotad (`quotad/example/`, built from `config/`), or
+    `config/` itself in a checkout (an editable install). Either way the one file, `config/township.toml`."""
+    package = Path(__file__).resolve().parent
+    installed = package / "example" / "township.toml"
+    return installed if installed.is_file() else package.parent / "config" / "township.toml"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _binary(name: str) -> str:
+    path = shutil.which(name) or next((p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}") if Path(p).exists()), None)
+    if path is None:
+        package = "influxdb" if name == "influxd" else name
+        msg = f"{name} is not installed: `./dev demo` installs it (Debian package {package})"
+        raise QuotadError(msg)
+    return path
+
+
+def _wait_port(port: int, process: subprocess.Popen[bytes], name: str) -> None:
+    for _ in range(400):
+        if process.poll() is not None:
+            msg = f"{name} exited at start (code {process.returncode})"
+            raise QuotadError(msg)
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    msg = f"{name} did not listen on 127.0.0.1:{port}"
+    raise QuotadError(msg)
+
+
+class Demo:
+    def __init__(self, directory: Path, speed: float, days: int, out: TextIO) -> None:
+        self.dir, self.speed, self.days, self.out = directory, speed, days, out
+        self.mqtt_port, self.influx_port = _free_port(), _free_port()
+        self.processes: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.whole = False
+
+    def _start(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+        log = (self.dir / f"{name}.log").open("ab")
+        process = subprocess.Popen(args, stdout=log, stderr=log, cwd=self.dir)
+        self.processes.append((name, process))
+        return process
+
+    def services(self) -> None:
+        (self.dir / "mosquitto.conf").write_text(
+            f"listener {self.mqtt_port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+            f"persistence_location {self.dir}/\nmax_queued_messages 100000\nuser {getpass.getuser()}\n",
+            encoding="utf-8",
+        )
+        _wait_port(
+            self.mqtt_port, self._start("mosquitto", [_binary("mosquitto"), "-c", "mosquitto.conf"]), "mosquitto"
+        )
+        influx = self.dir / "influx"
+        (self.dir / "influxdb.conf").write_text(
+            f'reporting-disabled = true\nbind-address = "127.0.0.1:{_free_port()}"\n[meta]\n  dir = "{influx}/meta"\n'
+            f'[data]\n  dir = "{influx}/data"\n  wal-dir = "{influx}/wal"\n  query-log-enabled = false\n'
+            f'[http]\n  bind-address = "127.0.0.1:{self.influx_port}"\n  log-enabled = false\n'
+            "[monitor]\n  store-enabled = false\n",
+            encoding="utf-8",
+        )
+        _wait_port(
+            self.influx_port, self._start("influxd", [_binary("influxd"), "-config", "influxdb.conf"]), "influxd"
+        )
+        self._influx_query("CREATE DATABASE quotad")
+
+    def _influx_query(self, q: str) -> dict[str, object]:
+        data = urllib.parse.urlencode({"q": q, "db": "quotad"}).encode()
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.influx_port}/query", data=data, timeout=10) as response:
+            result: dict[str, object] = json.loads(response.read())
+            return result
+
+    def township(self) -> Path:
+        text = example_policy().read_text(encoding="utf-8")
+        for old in sorted(set(re.findall(r"port = (\d+)", text))):
+            text = text.replace(f"port = {old}\n", f"port = {_free_port()}\n")
+        # Hundreds of times real speed turn 0.1 s of scheduling jitter into a simulated minute between a
+        # counter's serving and its stamping: the demo leaves max_kw out so that jitter is not shown as jumps.
+        text = re.sub(r"\nmax_kw = \d+[^\n]*", "", text)
+        (self.dir / "township.toml").write_text(text, encoding="utf-8")
+        self.whole = bool(tomllib.loads(text)["township"].get("feeder_meters"))  # what the township's total covers
+        config = self.dir / "quotad.toml"
+        config.write_text(
+            f'policy = "township.toml"\nstate_dir = "{self.dir}/state"\n'
+            f'[mqtt]\nhost = "127.0.0.1"\nport = {self.mqtt_port}\nclient_id = "quotad-demo"\n'
+            f'[influx]\napi = "v1"\nurl = "http://127.0.0.1:{self.influx_port}"\nbucket = "quotad"\n'
+            f"[clock]\nstart = 2010-10-20T00:00:00+08:00\nspeed = {self.speed}\n",
+            encoding="utf-8",
+        )
+        return config
+
+    def run(self) -> None:
+        self.services()
+        config = self.township()
+        quotad = [sys.executable, "-m", "quotad"]
+        self._start("simulator", [*quotad, "simulate", "-c", str(config)])
+        time.sleep(0.5)
+        self._start("daemon", [*quotad, "run", "-c", str(config)])
+        self.out.write(
+            f"quotad demo in {self.dir}: ××镇, {self.days} simulated day(s) from 2010-10-20 at {self.speed:g}x "
+            f"(Ctrl-C stops)\n  broker 127.0.0.1:{self.mqtt_port}, InfluxDB http://127.0.0.1:{self.influx_port}\n\n"
+        )
+        self.watch()
+
+    def watch(self) -> None:
+        inbox: queue.Queue[tuple[str, str]] = queue.Queue()
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="quotad-demo-view")
+        client.on_connect = self._subscribe
+        client.on_message = lambda c, u, m: inbox.put((m.topic, m.payload.decode(errors="replace")))
+        client.connect("127.0.0.1", self.mqtt_port)
+        client.loop_start()
+        seen: set[str] = set()
+        end_day, last_day = 20 + self.days, ""
+        try:
+            while True:
+                topic, payload = inbox.get(timeout=60)
+                data = json.loads(payload) if payload else {}
+                if "/alerts/" in topic and str(data.get("id")) not in seen:
+                    seen.add(str(data.get("id")))
+                    self.out.write(format_alert(data) + "\n")
+                elif topic.endswith("/notices") and data.get("message"):
+                    self.out.write(f"  [通知] {data['message']}\n")  # what firms and residents are told
+                elif topic.endswith("/status/township") and data:
+                    day = str(data.get("day"))
+                    if day >= f"2010-10-{end_day:02d}":
+                        break
+                    if day != last_day:
+                        self.out.write(f"\n{day}\n")
+                        last_day = day
+                    self.out.write(f"  {self._township_line(data)}\n")
+                self.out.flush()
+        except (KeyboardInterrupt, queue.Empty):
+            pass
+        finally:
+            client.loop_stop()
+            client.disconnect()
+
+    def _township_line(self, data: dict[str, object]) -> str:
+        """'[10-20 08:15] 全镇企业用电 11234.4 kWh / 日上限 54611 kWh，按近一小时推算全天约 55102.2 kWh'."""
+        when = str(data.get("updated"))[5:16].replace("T", " ")
+        scope = "全镇用电" if self.whole else "全镇企业用电"
+        used, cap, projected = data.get("consumed_kwh"), data.get("cap_kwh"), data.get("projected_kwh")
+        text = f"[{when}] {scope} {used:.1f} kWh" if isinstance(used, float | int) else f"[{when}] {scope} —"
+        if isinstance(cap, float | int):
+            text += f" / 日上限 {cap:g} kWh"
+        if isinstance(projected, float | int):
+            text += f"，按近一小时推算全天约 {projected:.1f} kWh"
+        return text
+
+    @staticmethod
+    def _subscribe(client: mqtt.Client, userdata: object, flags: object, reason: object, props: object) -> None:
+        client.subscribe("quotad/xx-town/alerts/#", 1)
+        client.subscribe("quotad/xx-town/status/township", 1)
+        client.subscribe("quotad/xx-town/notices", 1)
+
+    def stop(self) -> None:
+        for name, process in reversed(self.processes):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(20)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+            if name == "daemon":
+                self._report()
+
+    def _report(self) -> None:
+        try:
+            rows = self._influx_query("SELECT count(id) FROM quota_alert")
+        except OSError:
+            rows = {}
+        self.out.write(
+            f"\nStopped. Everything is in {self.dir} (logs *.log, state/quotad.db; InfluxDB data influx/).\n"
+            f"InfluxDB held: {json.dumps(rows, ensure_ascii=False)[:200]}\n"
+            f"To look again:  influxd -config {self.dir}/influxdb.conf &\n"
+            f"                curl -sG http://127.0.0.1:{self.influx_port}/query --data-urlencode db=quotad "
+            "--data-urlencode 'q=SELECT rule, firm, severity, message FROM quota_alert'\n"
+            f"Topics (on a broker started with mosquitto -c {self.dir}/mosquitto.conf): "
+            "quotad/xx-town/alerts/#, quotad/xx-town/status/#, quotad/xx-town/orders/#, quotad/xx-town/notices\n"
+        )
+
+
+def demo(speed: float = 720.0, days: int = 2, out: TextIO = sys.stdout) -> int:
+    directory = Path(tempfile.mkdtemp(prefix="quotad-demo-"))
+    os.chmod(directory, 0o755)
+    runner = Demo(directory, speed, days, out)
+    try:
+        runner.run()
+    except QuotadError as exc:
+        out.write(f"quotad demo: {exc}\n")
+        return 1
+    finally:
+        runner.stop()
+    return 0

@@ -1,0 +1,542 @@
+"""`quotad run`: the daemon. Meters in, the same core as `replay`, alerts and points out, nothing lost.
+
+One asyncio loop. Sources (Modbus poller, MQTT meters) put readings on a queue; the ingest loop hands each to
+the journal (engine + durable log + outboxes, one transaction); the sinks deliver the outboxes; apscheduler's
+asyncio scheduler runs the timed work on a one-second tick (day rollover, notices, statuses, operators'
+requests, the systemd watchdog) and snapshots. SIGHUP reloads the policy (a broken one is refused and the
+running one kept); SIGTERM stops cleanly: the outboxes flushed as far as the peers allow, `offline` said.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import faulthandler
+import logging
+import os
+import signal
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
+
+from quotad.config.daemon import read_secret
+from quotad.config.load import Loaded, load
+from quotad.core.alerts import Alert
+from quotad.core.engine import Engine
+from quotad.core.errors import ConfigError, QuotadError, ReadingError, StoreError
+from quotad.core.outputs import Message, topic
+from quotad.core.policy import Policy
+from quotad.core.readings import Reading
+from quotad.core.views import daemon_status, event_now, residents_notice, rota_notice, status_messages, systemd_status
+from quotad.meters.modbus import ModbusPoller
+from quotad.meters.mqtt import MqttMeters, meter_topics
+from quotad.schedule.calendar import MICROS_PER_S, to_micros
+from quotad.shell.authority import own_retained
+from quotad.shell.clock import Clock, shared_anchor
+from quotad.shell.inbox import Inbox, Item
+from quotad.shell.journal import Journal
+from quotad.shell.notify import notify, watchdog_interval_s
+from quotad.shell.sinks import InfluxSink, MqttSink
+from quotad.shell.store import DaemonLock, Store
+
+__all__ = ["Daemon", "DaemonLock"]
+
+log = logging.getLogger(__name__)
+FUTURE_LIMIT = 5 * 60 * MICROS_PER_S  # a reading stamped further ahead of the clock is refused
+_STATUS_MIN_S, _STATUS_MAX_S = 5.0, 300.0
+_RETRY_MIN_S, _RETRY_MAX_S = 1.0, 60.0  # a refused write is tried again after 1 s, doubling up to a minute
+
+
+class _Faulted(Exception):
+    """The core failed on the batch's reading `index` (a bug, or a value no check foresaw)."""
+
+    def __init__(self, index: int, why: str) -> None:
+        super().__init__(why)
+        self.index, self.why = index, why
+
+
+class Daemon:
+    def __init__(self, loaded: Loaded, config_path: Path) -> None:
+        if loaded.daemon is None:
+            msg = f"{config_path} is a policy file: `quotad run` needs the daemon file that names it"
+            raise QuotadError(msg)
+        self.loaded, self.config_path, self.settings = loaded, config_path, loaded.daemon
+        for warning in loaded.warnings:
+            log.warning("%s", warning)
+        try:
+            self.store = Store(self.settings.state_dir)
+        except (OSError, sqlite3.Error) as exc:
+            msg = f"cannot open the state in {self.settings.state_dir}: {exc}"
+            raise QuotadError(msg) from exc
+        self.lock = DaemonLock(self.settings.state_dir)
+        if not self.lock.acquire():
+            msg = f"another quotad runs on {self.settings.state_dir} (it holds {self.lock.path})"
+            raise QuotadError(msg)
+        self.clock = self._clock()
+        mqtt = self.settings.mqtt
+        self.prefix = mqtt.topic_prefix if mqtt else None
+        self.journal = Journal(self.store, loaded.policy, self.prefix, self.settings.influx is not None)
+        self.inbox: Inbox | None = None  # made by `run`, on its loop
+        self.rejected: dict[str, int] = {}
+        self.sources = _sources(loaded)
+        # A write the state directory refused (a full disk): set until a write succeeds again; meanwhile readings
+        # stay unacknowledged, the writes are tried again with backoff, and the daemon says why it is degraded.
+        self.trouble: StoreError | None = None
+        self._retry_at, self._retry_s, self._commits_then = 0.0, _RETRY_MIN_S, 0
+        self._said_ready = False
+        self._status_sent: dict[str, tuple[str, float]] = {}
+        self._day: dt.date | None = None
+        self._stop = asyncio.Event()
+        self.exit_code = 0
+        self._reload = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.mqtt_sink: MqttSink | None = None
+        self.influx_sink: InfluxSink | None = None
+        self.meters_mqtt: MqttMeters | None = None
+        self.poller: ModbusPoller | None = None
+        self.wakes = {"mqtt": asyncio.Event(), "influx": asyncio.Event()}
+
+    def _clock(self) -> Clock:
+        configured = self.settings.clock
+        if configured is None:
+            return Clock()
+        start = to_micros(configured.start)
+        return Clock(start, configured.speed, shared_anchor(self.settings.state_dir / "clock.json", start))
+
+    # -- life cycle ----------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        self.inbox = Inbox()
+        loop.add_signal_handler(signal.SIGTERM, self._stop.set)
+        loop.add_signal_handler(signal.SIGINT, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self._reload.set)
+        # The brokers are joined while the journal is restored (the sink's paho thread; the meter source's first
+        # connect on a worker thread, its CONNACK read once the loop runs); the tasks that use the engine start
+        # after the restore. Meanwhile readings wait in the inbox (the meter source holds back when it is full).
+        self._start_sinks()
+        self._start_sources(self.inbox)
+        started = time.monotonic()
+        replayed = self.journal.restore()
+        log.info("state restored from %s: %d journal events replayed in %.2f s",
+                 self.store.path, replayed, time.monotonic() - started)  # fmt: skip
+        scheduler = AsyncIOScheduler()
+        scheduler.add_job(self._tick, "interval", seconds=1, max_instances=1, coalesce=True, id="tick")
+        scheduler.add_job(self._snapshot, "interval", minutes=5, max_instances=1, coalesce=True, id="snapshot")
+        scheduler.start()
+        self._tasks.append(asyncio.create_task(self._ingest(), name="ingest"))
+        # READY=1 once the meters are subscribed; meanwhile enforcement runs and a stop is heard at once
+        self._tasks.append(asyncio.create_task(self._ready(), name="ready"))
+        self._tasks.append(asyncio.create_task(self._own_retained(), name="retained"))
+        while not self._stop.is_set():
+            waiters = [asyncio.create_task(self._stop.wait()), asyncio.create_task(self._reload.wait())]
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            for waiter in waiters:
+                waiter.cancel()
+            if self._reload.is_set() and not self._stop.is_set():
+                self._reload.clear()
+                self.reload()
+        scheduler.shutdown(wait=False)
+        await self._shutdown()
+        return self.exit_code
+
+    async def _ready(self) -> None:
+        if self.meters_mqtt is not None:
+            await asyncio.to_thread(self.meters_mqtt.wait_connected, 30.0)
+        if self.mqtt_sink is not None and self.prefix is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.mqtt_sink.connected.wait(), 10.0)
+        self._said_ready = True
+        self._say_state()
+        notify("READY=1")
+        log.info("quotad serving %s: %d meters", self.journal.policy.township.id, len(self.journal.policy.meters))
+
+    async def _own_retained(self) -> None:
+        """What is retained under the prefix made what the journal says, once connected (quotad.shell.authority)."""
+        if self.mqtt_sink is not None and self.settings.mqtt is not None and self.prefix is not None:
+
+            def now() -> tuple[Engine, dt.date]:
+                return self.journal.engine, self.journal.engine.calendar.day_of(self.clock.now())
+
+            if await own_retained(self.mqtt_sink, self.settings.mqtt, self.prefix, now):
+                self._status_sent.clear()  # and the statuses published afresh at the next tick
+
+    def _start_sinks(self) -> None:
+        if self.settings.mqtt is not None and self.prefix is not None:
+            self.mqtt_sink = MqttSink(self.settings.mqtt, self.store, self._topic("daemon"))
+            self.mqtt_sink.start()
+            self._tasks.append(asyncio.create_task(self.mqtt_sink.deliver(self.wakes["mqtt"]), name="mqtt sink"))
+        if self.settings.influx is not None:
+            self.influx_sink = InfluxSink(self.settings.influx, self.store)
+            self._tasks.append(asyncio.create_task(self.influx_sink.deliver(self.wakes["influx"]), name="influx sink"))
+        for wake in self.wakes.values():
+            wake.set()
+
+    def _start_sources(self, inbox: Inbox) -> None:
+        policy = self.journal.policy
+        poller = self.poller = ModbusPoller(policy.meters, self.clock, inbox.put)
+        if poller.gateways:
+            self._tasks.append(asyncio.create_task(poller.run(), name="modbus"))
+        mqtt_meters = [m for m in policy.meters if m.mqtt is not None]
+        settings = self.settings.mqtt
+        if mqtt_meters and settings is not None:
+            password = read_secret(settings.password_file).get_secret_value() if settings.password_file else None
+            self.meters_mqtt = MqttMeters(
+                meter_topics(mqtt_meters, settings.topic_prefix, policy.township.id),
+                settings.host, settings.port, policy.township.tz,
+                on_delivery=inbox.put, hold=inbox.full,
+                client_id=f"{settings.client_id}-meters", username=settings.username, password=password,
+                ca_file=settings.ca_file, keepalive_s=settings.keepalive_s, now=self.clock.now,
+            )  # fmt: skip
+            self.meters_mqtt.start(asyncio.get_running_loop())  # paho on the daemon's loop: no second thread
+        elif mqtt_meters:
+            log.warning("%d MQTT meters but no [mqtt] section: they are not read", len(mqtt_meters))
+
+    async def _shutdown(self) -> None:
+        notify("STOPPING=1")
+        faulthandler.dump_traceback_later(15, exit=False)  # a stop that hangs says where, in the journal
+        log.info("stopping: no more readings; flushing the outboxes for up to 3 s")
+        if self.inbox is not None:
+            self.inbox.closed = True  # what is read from now on stays unacknowledged: the broker keeps it
+        if self.meters_mqtt is not None:
+            self.meters_mqtt.stop()
+        await self._drain(3.0)
+        if self.poller is not None:  # an in-flight read fails now, rather than swallow its cancellation
+            for gateway in self.poller.gateways.values():
+                gateway.link.close()
+        for task in self._tasks:
+            task.cancel()
+        _done, pending = await asyncio.wait(self._tasks, timeout=5.0) if self._tasks else (set(), set())
+        if pending:  # seen under heavy load (a library swallowing the cancellation): name it, go on
+            log.warning(
+                "stopping: %s did not end within 5 s of being cancelled", ", ".join(t.get_name() for t in pending)
+            )
+        backlog = {sink: self.store.backlog(sink) for sink in ("mqtt", "influx")}
+        if any(backlog.values()):
+            log.info("stopping: %s left in the outboxes, delivered at the next start", backlog)
+        self._snapshot()
+        if self.mqtt_sink is not None:
+            self.mqtt_sink.stop()
+        self.store.close()
+        self.lock.release()
+        faulthandler.cancel_dump_traceback_later()
+        log.info("quotad stopped")
+
+    async def _drain(self, limit_s: float) -> None:
+        """Give the ingest loop and the sinks up to `limit_s` to empty the queue and the outboxes."""
+        deadline = time.monotonic() + limit_s
+        while time.monotonic() < deadline:
+            reachable = []  # an outbox whose peer is down cannot drain now: it waits for the next start
+            if self.mqtt_sink is not None and self.mqtt_sink.connected.is_set():
+                reachable.append("mqtt")
+            if self.influx_sink is not None and not self.influx_sink.down:
+                reachable.append("influx")
+            if not len(self.inbox or ()) + sum(self.store.backlog(sink) for sink in reachable):
+                return
+            await asyncio.sleep(0.05)
+
+    # -- readings ------------------------------------------------------------------------------
+
+    async def _ingest(self) -> None:
+        """Readings from the inbox into the journal, a batch per transaction; each acknowledged to its broker
+        only once the batch is durable, so a crash anywhere loses none (the broker sends them again)."""
+        try:
+            await self._ingest_batches()
+        except Exception:  # a bug: the engine may be ahead of the journal; a restart rebuilds it from the journal
+            log.exception("ingesting readings failed: stopping, so that a restart rebuilds the state from the journal")
+            self.exit_code = 1
+            self._stop.set()
+
+    async def _ingest_batches(self) -> None:
+        assert self.inbox is not None
+        while True:
+            batch = await self.inbox.take()
+            alerts, refused = await self._journal_batch(batch)
+            for _reading, ack in batch:
+                if ack is not None:
+                    ack()
+            for reading, why in refused:
+                self._reject(reading.meter, why)
+            for alert in alerts:
+                log.warning("%s %s", alert.id, alert.message)
+            for wake in self.wakes.values():
+                wake.set()
+            await asyncio.sleep(0)  # the sinks and the tick get their turn between batches
+
+    async def _journal_batch(self, batch: list[Item]) -> tuple[list[Alert], list[tuple[Reading, str]]]:
+        """Journal `batch` in one transaction, trying again until it is durable: a write the disk refuses is tried
+        again with backoff (the engine rebuilt from the journal each time, so it never runs ahead of it); a reading
+        the core fails on is set apart (journaled as rejected) and the rest of the batch goes on."""
+        quarantined: dict[int, str] = {}
+        while True:
+            if self.trouble is not None:
+                await asyncio.sleep(max(0.0, self._retry_at - time.monotonic()))
+            try:
+                return self._write_batch(batch, quarantined)
+            except _Faulted as fault:
+                reading = batch[fault.index][0]
+                quarantined[fault.index] = f"the core failed on it: {fault.why}"
+                log.error("reading of meter %s (%s) set apart: the core failed on it (%s): %r",
+                          reading.meter, self.sources.get(reading.meter, "?"), fault.why, reading,
+                          exc_info=fault.__cause__ if self.rejected.get(reading.meter) is None else None)  # fmt: skip
+                self._rebuild()  # the core may have half-applied it
+            except StoreError as exc:
+                self._refused(exc)
+
+    def _write_batch(
+        self, batch: list[Item], quarantined: dict[int, str]
+    ) -> tuple[list[Alert], list[tuple[Reading, str]]]:
+        journal, alerts, refused = self.journal, [], []
+        limit = self.clock.now() + FUTURE_LIMIT
+        with self.store.batch():
+            for index, (reading, _ack) in enumerate(batch):
+                why = quarantined.get(index)
+                if why is None and reading.t > limit:
+                    why = "stamped more than 5 minutes ahead of the clock"
+                if why is None:
+                    try:
+                        alerts += journal.record_reading(reading)
+                        continue
+                    except ReadingError as exc:  # refused before anything was counted
+                        why = str(exc)
+                    except Exception as exc:  # whatever it is, one reading never stops ingestion
+                        raise _Faulted(index, f"{type(exc).__name__}: {exc}") from exc
+                journal.record_rejected(reading, why)
+                refused.append((reading, why))
+        self._written()
+        return alerts, refused
+
+    def _reject(self, meter: str, why: str) -> None:
+        count = self.rejected[meter] = self.rejected.get(meter, 0) + 1
+        if count == 1 or count % 100 == 0:
+            log.warning("reading of meter %s (%s) refused (%d so far): %s", meter, self.sources.get(meter, "?"),
+                        count, why)  # fmt: skip
+
+    # -- a state directory that refuses writes -------------------------------------------------
+
+    def _refused(self, exc: StoreError) -> None:
+        """A write was refused: nothing of it is committed, but the engine may have applied it. The engine is rebuilt
+        from the journal (what is committed), and the write is tried again after a backoff."""
+        first = self.trouble is None
+        self.trouble, self._commits_then = exc, self.store.commits
+        self._rebuild()
+        self._retry_at = time.monotonic() + self._retry_s
+        if first:
+            log.error(
+                "%s: quotad is degraded: readings are held unacknowledged (their brokers keep them) and the write is "
+                "tried again, from every %.0f s up to every %.0f s", exc, _RETRY_MIN_S, _RETRY_MAX_S,
+            )  # fmt: skip
+            self._say_state()
+        self._retry_s = min(self._retry_s * 2, _RETRY_MAX_S)
+
+    def _written(self) -> None:
+        """A write succeeded: the state directory takes writes again."""
+        self._retry_s = _RETRY_MIN_S
+        if self.trouble is not None:
+            log.warning("the state directory %s takes writes again: quotad resumes", self.settings.state_dir)
+            self.trouble = None
+            self._say_state()
+
+    def _rebuild(self, policy: Policy | None = None) -> None:
+        """The engine as the journal has it (the latest snapshot and the events after it), under `policy` (a
+        reload's) or the running one."""
+        journal = Journal(self.store, policy or self.journal.policy, self.prefix, self.settings.influx is not None)
+        journal.restore()
+        self.journal = journal
+
+    def _snapshot(self) -> None:
+        if self.trouble is not None:
+            return  # a snapshot is an optimisation: it waits for the disk, like everything else
+        try:
+            self.journal.snapshot()
+        except StoreError as exc:  # the engine is unchanged by a refused snapshot: only the next restore is longer
+            log.warning("state snapshot not saved (%s): the next start replays the journal from the previous one", exc)
+
+    def _trouble_text(self) -> str:
+        """What the daemon topic and systemd's STATUS= say while writes are refused."""
+        assert self.trouble is not None
+        if self.trouble.full:
+            return f"磁盘已满，读数暂不入账 (disk full: {self.settings.state_dir})"
+        return f"状态目录无法写入，读数暂不入账 ({self.trouble})"
+
+    def _say_state(self) -> None:
+        """The retained daemon topic: `online`, or `degraded: ...` while writes are refused (once ready)."""
+        if not self._said_ready or self.mqtt_sink is None or self.prefix is None:
+            return
+        payload = "online" if self.trouble is None else f"degraded: {self._trouble_text()}"
+        self.mqtt_sink.say(Message(self._topic("daemon"), payload, retain=True))
+
+    # -- the tick ------------------------------------------------------------------------------
+
+    async def _tick(self) -> None:
+        if self._stop.is_set():
+            return  # stopping: the store is about to close
+        now = self.clock.now()
+        engine = self.journal.engine
+        day = engine.calendar.day_of(now)
+        if self.trouble is None or time.monotonic() >= self._retry_at:
+            try:
+                self._journaled_work(now, day)
+            except StoreError as exc:
+                self._refused(exc)
+            else:
+                if self.trouble is not None and self.store.commits > self._commits_then:
+                    self._written()
+        self._statuses(now)
+        engine = self.journal.engine
+        status = systemd_status(engine, event_now(engine, now))
+        if self.rejected:
+            refused, meters = sum(self.rejected.values()), len(self.rejected)
+            status += f"; readings refused: {refused} from {meters} meter(s), see the log"
+        if self.trouble is not None:
+            status = f"DEGRADED, {self._trouble_text()}; {status}"
+        notify(f"WATCHDOG=1\nSTATUS={status}")
+
+    def _journaled_work(self, now: int, day: dt.date) -> None:
+        """The tick's writes: the day's rollover, the notices, the operators' requests."""
+        if day != self._day:
+            for order in self.journal.record_order_ends(day):
+                log.info("the cutoff order of %s ended on %s", order.firm, order.until)
+                self.wakes["influx"].set()
+            if self._day is not None:
+                log.info("a new day: %s", day)
+            self._day = day  # once its writes are done: a refused one is tried again at the next tick
+            self._status_sent.clear()  # publish everything afresh
+        self._notices(now, day)
+        self._requests()
+
+    def _statuses(self, now: int) -> None:
+        if self.mqtt_sink is None or self.prefix is None:
+            return
+        real = time.monotonic()
+        messages = status_messages(self.journal.engine, self.prefix, event_now(self.journal.engine, now))
+        if self.influx_sink is not None:
+            messages.append(self._daemon_status(now, self.influx_sink))
+        for message in messages:
+            payload = message.payload
+            sent = self._status_sent.get(message.topic)
+            core = payload.rsplit(',"updated"', 1)[0]
+            if sent is not None and (
+                real - sent[1] < _STATUS_MIN_S or (sent[0] == core and real - sent[1] < _STATUS_MAX_S)
+            ):
+                continue
+            self.mqtt_sink.publish_now(message)
+            self._status_sent[message.topic] = (core, real)
+
+    def _daemon_status(self, now: int, influx: InfluxSink) -> Message:
+        """The InfluxDB outbox: the database's state, what waits, the bound and what gave way to it."""
+        assert self.prefix is not None
+        outboxes = {"influx": {"state": influx.fault or "ok", **influx.bound.status()}}
+        updated = self.journal.engine.calendar.local(now).isoformat(timespec="seconds")
+        return daemon_status(self.prefix, self.journal.policy.township.id, outboxes, updated)
+
+    def _notices(self, now: int, day: dt.date) -> None:
+        if self.prefix is None:
+            return
+        engine, cal = self.journal.engine, self.journal.engine.calendar
+        local = cal.local(now)
+        tomorrow = day + dt.timedelta(days=1)
+        if local.strftime("%H:%M") >= self.settings.notices.tomorrow_at and tomorrow in engine.plan.control:
+            self.journal.record_notice(f"rota:{tomorrow}", rota_notice(engine, self.prefix, tomorrow))
+            hours = engine.plan.residents_hours(tomorrow)
+            if hours:
+                notice = residents_notice(engine, self.prefix, tomorrow, hours, "eve")
+                self.journal.record_notice(f"residents:{tomorrow}:eve", notice)
+        hours = engine.plan.residents_hours(day)
+        if hours and local.hour >= 7:
+            notice = residents_notice(engine, self.prefix, day, hours, "morning")
+            self.journal.record_notice(f"residents:{day}:morning", notice)
+        self.wakes["mqtt"].set()
+
+    def _requests(self) -> None:
+        for request, body in self.store.open_requests():
+            if body.get("kind") != "lift":
+                self.store.finish_request(request, {"ok": False, "error": "unknown request"})
+                continue
+            try:
+                with self.store.batch():  # the lift and its answer, together or not at all
+                    order = self.journal.record_lift(body["firm"], body["by"], body["reason"], body["at"])
+                    self.store.finish_request(request, {"ok": True, "alert_id": order.alert_id})
+            except KeyError as exc:
+                self.store.finish_request(request, {"ok": False, "error": str(exc.args[0])})
+                continue
+            log.warning("cutoff order of %s lifted by %s: %s", order.firm, body["by"], body["reason"])
+            for wake in self.wakes.values():
+                wake.set()
+
+    # -- reload --------------------------------------------------------------------------------
+
+    def reload(self) -> None:
+        """SIGHUP: take the edited policy if it is valid; otherwise log why and keep the running one."""
+        try:
+            loaded = load(self.config_path)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                log.error("reload refused: %s", problem)
+            log.error("the running policy is kept")
+            return
+        for warning in loaded.warnings:  # a slip is the operator's to judge: the policy is taken, and they are told
+            log.warning("%s", warning)
+        self._rebuild(loaded.policy)
+        self._status_sent.clear()
+        log.info("policy reloaded from %s", loaded.policy_path)
+        if _how_read(loaded) != _how_read(self.loaded):  # multipliers, limits, firms take effect at once
+            log.warning("the meters changed: restart quotad for the new meters to be read")
+        self.loaded = loaded
+
+    def _topic(self, *parts: str) -> str:
+        assert self.prefix is not None
+        return topic(self.prefix, self.journal.policy.township.id, *parts)
+
+
+def _sources(loaded: Loaded) -> dict[str, str]:
+    """Where each meter is read: its MQTT topic, or its Modbus gateway and unit (what a refusal's log line names)."""
+    settings = loaded.daemon.mqtt if loaded.daemon is not None else None
+    prefix = settings.topic_prefix if settings is not None else "quotad"
+    policy = loaded.policy
+    topics = meter_topics(policy.meters, prefix, policy.township.id)
+    where = {meter: f"MQTT topic {mqtt_topic}" for meter, mqtt_topic, _fmt in topics}
+    for m in policy.meters:
+        if m.modbus is not None:
+            line = m.modbus.serial or f"{m.modbus.host}:{m.modbus.port}"
+            where[m.id] = f"Modbus {line} unit {m.modbus.unit}"
+    return where
+
+
+def _how_read(loaded: Loaded) -> list[dict[str, object]]:
+    """Which meters are read, and how: what the running sources were built from."""
+    return [m.model_dump(include={"id", "modbus", "mqtt"}) for m in loaded.policy.meters]
+
+
+def run(loaded: Loaded, config_path: Path) -> int:
+    """Entry point of `quotad run`."""
+    try:
+        daemon = Daemon(loaded, config_path)
+    except QuotadError as exc:
+        log.error("%s", exc)
+        return 1
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # a line per job run is noise in the journal
+    interval = watchdog_interval_s()
+    if interval is not None:
+        log.info("systemd watchdog: pinging every %.1f s at most", min(interval, 1.0))
+    code = asyncio.run(daemon.run())
+    _bounded_exit(code)
+    return code
+
+
+def _bounded_exit(code: int, limit_s: float = 10.0) -> None:
+    """Everything is durable once the daemon stopped; if the interpreter's teardown (joining worker threads)
+    then hangs, exit anyway rather than leave systemd to kill us."""
+
+    def force() -> None:
+        log.error("exiting took more than %.0f s (a worker thread did not end): exiting now", limit_s)
+        faulthandler.dump_traceback()
+        os._exit(code)
+
+    timer = threading.Timer(limit_s, force)
+    timer.daemon = True
+    timer.start()
