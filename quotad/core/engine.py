@@ -20,6 +20,7 @@ from quotad.core.ledger import Applied, Ledger, MeterLedger
 from quotad.core.policy import Policy
 from quotad.core.readings import Reading
 from quotad.core.rules import Rules
+from quotad.core.state import EngineState, export, restore
 from quotad.core.windows import HOUR_US, LoadIntervals, TrailingHour
 from quotad.schedule.calendar import Calendar, Micros
 from quotad.schedule.rota import Plan
@@ -32,7 +33,10 @@ _UNSET: tuple[Micros, Micros, float] = (0, 0, 0.0)  # a day whose projection win
 
 
 class Engine:
-    def __init__(self, policy: Policy) -> None:
+    """The township's engine under `policy`; from `state` (`quotad.core.state`, taken under this policy or
+    another) when given, else from nothing."""
+
+    def __init__(self, policy: Policy, state: EngineState | None = None) -> None:
         self.policy = policy
         self.calendar = Calendar(policy.township.timezone)
         self.plan = Plan(policy)
@@ -58,6 +62,17 @@ class Engine:
         )
         self.firms = self.rules.firms
         self.rules.shed_for = self._shed_for
+        if state is not None:
+            restore(self, state)
+
+    def state(self) -> EngineState:
+        """What readings made, as a value (`quotad.core.state`): `Engine(policy, engine.state())` goes on alike."""
+        return export(self)
+
+    @property
+    def deadlines(self) -> list[tuple[Micros, str, Micros]]:
+        """The offline deadlines, a heap (the state's; see `__init__`)."""
+        return self._deadlines
 
     # -- the one entry point -------------------------------------------------------------------
 

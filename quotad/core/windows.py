@@ -7,9 +7,9 @@ a multiple of 15 minutes, so local quarter hours are multiples of 900 s on the e
 
 from __future__ import annotations
 
-from array import array
 from collections import deque
-from typing import Any, Final
+from collections.abc import Mapping
+from typing import Final
 
 from quotad.core.ledger import split
 from quotad.schedule.calendar import Micros
@@ -22,8 +22,8 @@ _KEEP_QUARTERS = 2 * 96  # load intervals are kept two days behind the newest
 
 
 # A counted interval: (t0, t1, wh, firm or None, counts toward the township). A plain tuple, not a NamedTuple:
-# a snapshot of 10,000 meters reporting every minute holds 600,000 of them, and NamedTuples took a second to
-# unpickle where `zip` builds plain tuples in a tenth of that.
+# the state of 10,000 meters reporting every minute holds 600,000 of them, and `zip` builds plain tuples from a
+# saved state's columns in a tenth of the time NamedTuples take.
 Piece = tuple[Micros, Micros, int, str | None, bool]
 T0: Final = 0
 T1: Final = 1
@@ -33,35 +33,20 @@ TOWNSHIP: Final = 4
 
 
 class TrailingHour:
-    """Counted intervals overlapping the last hour of event time.
-
-    Pickled as columns (a 10,000-meter state holds 600,000 pieces): arrays of integers, the firms as numbers
-    into a table of their ids, the township flags as bytes."""
+    """Counted intervals overlapping the last hour of event time."""
 
     def __init__(self) -> None:
         self._pieces: deque[Piece] = deque()  # in arrival order
         self.township_wh_bound = 0  # sum over kept township pieces: an upper bound of the trailing hour (Wh)
 
-    def __getstate__(self) -> dict[str, Any]:
-        pieces = self._pieces
-        firms = [p[FIRM] for p in pieces]
-        table = list(dict.fromkeys(firms))  # each firm once; the pieces refer to it by number
-        return {
-            "t0": array("q", [p[T0] for p in pieces]),
-            "t1": array("q", [p[T1] for p in pieces]),
-            "wh": array("q", [p[WH] for p in pieces]),
-            "firms": table,
-            "firm": array("I", map({firm: n for n, firm in enumerate(table)}.__getitem__, firms)),
-            "township": bytes([p[TOWNSHIP] for p in pieces]),
-            "township_wh_bound": self.township_wh_bound,
-        }
+    def pieces(self) -> tuple[Piece, ...]:
+        """The kept pieces, in arrival order (the engine's state)."""
+        return tuple(self._pieces)
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        firms = map(state["firms"].__getitem__, state["firm"])
-        self._pieces = deque(
-            zip(state["t0"], state["t1"], state["wh"], firms, map(bool, state["township"]), strict=True)
-        )
-        self.township_wh_bound = state["township_wh_bound"]
+    def restore(self, pieces: tuple[Piece, ...]) -> None:
+        """Hold `pieces` (a saved state's, in arrival order) instead of what it held."""
+        self._pieces = deque(pieces)
+        self.township_wh_bound = sum(p[WH] for p in pieces if p[TOWNSHIP])
 
     def add(self, piece: Piece, now: Micros) -> None:
         if piece[T1] <= now - HOUR_US:
@@ -142,3 +127,12 @@ class LoadIntervals:
                 horizon = self._newest - _KEEP_QUARTERS * QUARTER_US
                 self.wh = {k: v for k, v in self.wh.items() if k >= horizon}
         return touched
+
+    @property
+    def newest(self) -> Micros:
+        """The start of the newest interval that received energy (0 before any)."""
+        return self._newest
+
+    def restore(self, wh: Mapping[Micros, int], newest: Micros) -> None:
+        """Hold a saved state's intervals instead of what it held."""
+        self.wh, self._newest = dict(wh), newest

@@ -38,9 +38,10 @@ from quotad.schedule.calendar import MICROS_PER_S, to_micros
 from quotad.shell.authority import own_retained
 from quotad.shell.clock import Clock, shared_anchor
 from quotad.shell.inbox import Inbox, Item
-from quotad.shell.journal import Journal
+from quotad.shell.journal import SNAPSHOT_EVERY, Journal
 from quotad.shell.notify import notify, watchdog_interval_s
 from quotad.shell.sinks import InfluxSink, MqttSink
+from quotad.shell.snapshots import Snapshotter
 from quotad.shell.store import DaemonLock, Store
 
 __all__ = ["Daemon", "DaemonLock"]
@@ -79,7 +80,8 @@ class Daemon:
         self.clock = self._clock()
         mqtt = self.settings.mqtt
         self.prefix = mqtt.topic_prefix if mqtt else None
-        self.journal = Journal(self.store, loaded.policy, self.prefix, self.settings.influx is not None)
+        self.journal = self._journal(loaded.policy)
+        self.snapshots = Snapshotter(lambda: self.journal, lambda: self.trouble is None)
         self.inbox: Inbox | None = None  # made by `run`, on its loop
         self.rejected: dict[str, int] = {}
         self.sources = _sources(loaded)
@@ -99,6 +101,11 @@ class Daemon:
         self.meters_mqtt: MqttMeters | None = None
         self.poller: ModbusPoller | None = None
         self.wakes = {"mqtt": asyncio.Event(), "influx": asyncio.Event()}
+
+    def _journal(self, policy: Policy) -> Journal:
+        journal = Journal(self.store, policy, self.prefix, self.settings.influx is not None)
+        journal.auto_snapshot = False  # the daemon snapshots off the ingest path (`Snapshotter`)
+        return journal
 
     def _clock(self) -> Clock:
         configured = self.settings.clock
@@ -124,9 +131,10 @@ class Daemon:
         replayed = self.journal.restore()
         log.info("state restored from %s: %d journal events replayed in %.2f s",
                  self.store.path, replayed, time.monotonic() - started)  # fmt: skip
+        self.snapshots.covered = self.journal.last_event - replayed
         scheduler = AsyncIOScheduler()
         scheduler.add_job(self._tick, "interval", seconds=1, max_instances=1, coalesce=True, id="tick")
-        scheduler.add_job(self._snapshot, "interval", minutes=5, max_instances=1, coalesce=True, id="snapshot")
+        scheduler.add_job(self._snapshot_tick, "interval", minutes=5, max_instances=1, coalesce=True, id="snapshot")
         scheduler.start()
         self._tasks.append(asyncio.create_task(self._ingest(), name="ingest"))
         # READY=1 once the meters are subscribed; meanwhile enforcement runs and a stop is heard at once
@@ -139,7 +147,8 @@ class Daemon:
                 waiter.cancel()
             if self._reload.is_set() and not self._stop.is_set():
                 self._reload.clear()
-                self.reload()
+                if self.reload():
+                    self.snapshots.start()  # the point from which a restart replays under the new policy
         scheduler.shutdown(wait=False)
         await self._shutdown()
         return self.exit_code
@@ -208,6 +217,8 @@ class Daemon:
         if self.poller is not None:  # an in-flight read fails now, rather than swallow its cancellation
             for gateway in self.poller.gateways.values():
                 gateway.link.close()
+        if self.snapshots.task is not None:  # one under way is superseded by the last one, below
+            self._tasks.append(self.snapshots.task)
         for task in self._tasks:
             task.cancel()
         _done, pending = await asyncio.wait(self._tasks, timeout=5.0) if self._tasks else (set(), set())
@@ -218,7 +229,7 @@ class Daemon:
         backlog = {sink: self.store.backlog(sink) for sink in ("mqtt", "influx")}
         if any(backlog.values()):
             log.info("stopping: %s left in the outboxes, delivered at the next start", backlog)
-        self._snapshot()
+        self.snapshots.now()
         if self.mqtt_sink is not None:
             self.mqtt_sink.stop()
         self.store.close()
@@ -265,6 +276,8 @@ class Daemon:
                 log.warning("%s %s", alert.id, alert.message)
             for wake in self.wakes.values():
                 wake.set()
+            if self.journal.last_event - self.snapshots.covered >= SNAPSHOT_EVERY:
+                self.snapshots.start()
             await asyncio.sleep(0)  # the sinks and the tick get their turn between batches
 
     async def _journal_batch(self, batch: list[Item]) -> tuple[list[Alert], list[tuple[Reading, str]]]:
@@ -341,20 +354,14 @@ class Daemon:
             self.trouble = None
             self._say_state()
 
-    def _rebuild(self, policy: Policy | None = None) -> None:
-        """The engine as the journal has it (the latest snapshot and the events after it), under `policy` (a
-        reload's) or the running one."""
-        journal = Journal(self.store, policy or self.journal.policy, self.prefix, self.settings.influx is not None)
+    def _rebuild(self) -> None:
+        """The engine as the journal has it: the latest snapshot and the events after it."""
+        journal = self._journal(self.journal.policy)
         journal.restore()
         self.journal = journal
 
-    def _snapshot(self) -> None:
-        if self.trouble is not None:
-            return  # a snapshot is an optimisation: it waits for the disk, like everything else
-        try:
-            self.journal.snapshot()
-        except StoreError as exc:  # the engine is unchanged by a refused snapshot: only the next restore is longer
-            log.warning("state snapshot not saved (%s): the next start replays the journal from the previous one", exc)
+    async def _snapshot_tick(self) -> None:
+        self.snapshots.start()
 
     def _trouble_text(self) -> str:
         """What the daemon topic and systemd's STATUS= say while writes are refused."""
@@ -470,23 +477,29 @@ class Daemon:
 
     # -- reload --------------------------------------------------------------------------------
 
-    def reload(self) -> None:
-        """SIGHUP: take the edited policy if it is valid; otherwise log why and keep the running one."""
+    def reload(self) -> bool:
+        """SIGHUP: take the edited policy if it is valid; otherwise log why and keep the running one. The engine's
+        state carries over (SPEC, "Reload"): the new engine is built from it, nothing is replayed. True when taken
+        (the caller then snapshots: a restart replays under the new policy only what follows)."""
         try:
             loaded = load(self.config_path)
         except ConfigError as exc:
             for problem in exc.problems:
                 log.error("reload refused: %s", problem)
             log.error("the running policy is kept")
-            return
+            return False
         for warning in loaded.warnings:  # a slip is the operator's to judge: the policy is taken, and they are told
             log.warning("%s", warning)
-        self._rebuild(loaded.policy)
+        started = time.monotonic()
+        self.journal = self.journal.reloaded(loaded.policy)
         self._status_sent.clear()
         log.info("policy reloaded from %s", loaded.policy_path)
+        log.info("reload: the state of %d meters carried over in %.3f s", len(loaded.policy.meters),
+                 time.monotonic() - started)  # fmt: skip
         if _how_read(loaded) != _how_read(self.loaded):  # multipliers, limits, firms take effect at once
             log.warning("the meters changed: restart quotad for the new meters to be read")
         self.loaded = loaded
+        return True
 
     def _topic(self, *parts: str) -> str:
         assert self.prefix is not None

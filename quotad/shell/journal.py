@@ -12,18 +12,13 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import hashlib
-import io
 import json
 import logging
 import math
-import pickle
 from collections.abc import Sequence
-from dataclasses import asdict, replace
+from dataclasses import replace
 from typing import Any
 
-from pydantic import BaseModel
-
-from quotad import __version__
 from quotad.core.alerts import Alert, Lift, Order
 from quotad.core.engine import Engine
 from quotad.core.errors import ReadingError, StoreError
@@ -38,14 +33,15 @@ from quotad.core.outputs import (
 )
 from quotad.core.policy import Policy
 from quotad.core.readings import Reading
+from quotad.core.state import order_from_json, order_to_json
 from quotad.core.windows import HOUR_US
+from quotad.shell import snapshots
 from quotad.shell.store import TELEMETRY, Store
 
-__all__ = ["Journal", "order_from_json", "policy_fingerprint", "recorded_orders"]
+__all__ = ["Journal", "order_from_json", "order_to_json", "policy_fingerprint", "recorded_orders"]
 
 log = logging.getLogger(__name__)
 SNAPSHOT_EVERY = 20_000  # events between snapshots
-SNAPSHOT_FORMAT = 6  # bumped whenever the pickled state's classes change
 
 
 def policy_fingerprint(policy: Policy) -> str:
@@ -62,15 +58,6 @@ def _reading_body(reading: Reading, alerts: Sequence[Alert], orders: Sequence[Or
     rest = json.dumps([a.id for a in alerts], ensure_ascii=False, separators=(",", ":"))
     made = json.dumps([order_to_json(o) for o in orders], ensure_ascii=False, separators=(",", ":"))
     return f'{head},"raised":{rest},"orders":{made}}}'
-
-
-def order_to_json(order: Order) -> dict[str, Any]:
-    return asdict(order)
-
-
-def order_from_json(data: dict[str, Any]) -> Order:
-    lifted = data.get("lifted")
-    return Order(**{**data, "lifted": Lift(**lifted) if lifted else None})
 
 
 def recorded_orders(store: Store) -> dict[str, Order]:
@@ -91,7 +78,8 @@ def recorded_orders(store: Store) -> dict[str, Order]:
 
 
 class Journal:
-    """The engine of one township, kept durable in `store`."""
+    """The engine of one township, kept durable in `store`. `auto_snapshot`: snapshot every SNAPSHOT_EVERY events
+    as they are recorded (the daemon turns it off: it takes its snapshots off the hot path)."""
 
     def __init__(self, store: Store, policy: Policy, prefix: str | None, influx: bool) -> None:
         self.store, self.policy, self.prefix, self.influx = store, policy, prefix, influx
@@ -99,7 +87,28 @@ class Journal:
         self.points = EnergyPoints(policy.township.id)
         self.last_event = 0
         self.meter_firm = {m.id: m.firm for m in policy.meters}
+        self.auto_snapshot = True
         self._multipliers_settled = False
+        self._fingerprint: str | None = None
+
+    def reloaded(self, policy: Policy) -> Journal:
+        """This journal under `policy` (SPEC, "Reload"): the engine's state carried over, nothing replayed; the
+        meters' multipliers that changed are journaled (from now on). The caller snapshots it (the point from which
+        a restart replays under the new policy)."""
+        state = self.engine.state()
+        journal = Journal(self.store, policy, self.prefix, self.influx)
+        journal.engine = Engine(policy, state)
+        journal.points = EnergyPoints(policy.township.id, dict(self.points.last))
+        journal.last_event, journal.auto_snapshot = self.last_event, self.auto_snapshot
+        snapshots.dropped(state, policy)
+        journal._settle_multipliers_now()
+        return journal
+
+    @property
+    def fingerprint(self) -> str:
+        if self._fingerprint is None:
+            self._fingerprint = policy_fingerprint(self.policy)
+        return self._fingerprint
 
     # -- live ----------------------------------------------------------------------------------
 
@@ -255,11 +264,14 @@ class Journal:
             self._replay(event.kind, event.body)
             self.last_event = event.seq
             replayed += 1
+        self._settle_multipliers_now()
+        return replayed
+
+    def _settle_multipliers_now(self) -> None:
         try:
             self.settle_multipliers()
         except StoreError:  # a full disk: the first reading's batch journals them (and is tried again until it can)
             self._multipliers_settled = False
-        return replayed
 
     def _replay(self, kind: str, body: dict[str, Any]) -> None:
         engine = self.engine
@@ -288,78 +300,41 @@ class Journal:
                 engine.lift(body["firm"], body["by"], body["reason"], body["at"])
 
     def _load_snapshot(self) -> int:
-        saved = self.store.latest_snapshot()
-        if saved is None:
-            return 0
-        event, version, blob = saved
-        if version != self._snapshot_version():
-            log.info("state snapshot is from another version or policy: rebuilding from the journal")
-            return 0
-        try:
-            self.engine, self.points = _StateUnpickler(io.BytesIO(blob), self.policy).load()  # ours, mode 0600
-        except Exception as exc:  # a damaged snapshot costs a full replay, never the state
-            log.warning("state snapshot unreadable (%s): rebuilding from the journal", exc)
-            self.engine, self.points = Engine(self.policy), EnergyPoints(self.policy.township.id)
-            return 0
-        return event
+        """Load the newest readable snapshot; the event it covers through (0: none, replay from the start)."""
+        loaded = snapshots.load(self.store.snapshots(), self.policy, self.fingerprint)
+        if loaded is not None:
+            self.engine, self.points = loaded.engine, loaded.points
+            return loaded.event
+        compacted = self.store.compacted_through()
+        if compacted:
+            log.error(
+                "no state snapshot could be read, and the journal's readings up to event %d that raised nothing were "
+                "compacted away: the engine is rebuilt from what is left; alerts raised and orders are kept, but "
+                "today's totals miss those readings' energy until the next counter of each meter", compacted,
+            )  # fmt: skip
+        elif self.store.has_snapshots():
+            log.warning("no state snapshot could be read: rebuilding from the journal")
+        return 0
 
     def _maybe_snapshot(self) -> None:
-        if self.last_event % SNAPSHOT_EVERY == 0:
+        if self.auto_snapshot and self.last_event % SNAPSHOT_EVERY == 0:
             self.snapshot()
 
+    def capture(self) -> snapshots.Captured:
+        """The state now, as a value (cheap: a copy, no encoding); `save` it once encoded, anywhere."""
+        points = dict(self.points.last)
+        return snapshots.Captured(self.last_event, self.engine.state(), points, self.fingerprint)
+
+    def save(self, captured: snapshots.Captured, blob: bytes) -> None:
+        self.store.save_snapshot(captured.event, snapshots.FORMAT, blob)
+
     def snapshot(self) -> None:
-        buffer = io.BytesIO()
-        _StatePickler(buffer, self.policy).dump((self.engine, self.points))
-        blob = buffer.getvalue()
-        self.store.save_snapshot(self.last_event, self._snapshot_version(), blob)
+        """Snapshot the state now, all in this thread."""
+        captured = self.capture()
+        self.save(captured, captured.encode())
 
-    def _snapshot_version(self) -> str:
-        return f"{__version__}:{SNAPSHOT_FORMAT}:{policy_fingerprint(self.policy)}"
-
-
-def _policy_objects(policy: Policy) -> dict[tuple[Any, ...], BaseModel]:
-    """The policy, its tables and the items of its lists of tables (firms, meters...), by their path in it: what
-    the engine refers to. (The models inside a meter or a firm go with it.)"""
-    found: dict[tuple[Any, ...], BaseModel] = {(): policy}
-    for name in type(policy).model_fields:
-        value = getattr(policy, name)
-        if isinstance(value, BaseModel):
-            found[(name,)] = value
-        elif isinstance(value, list | tuple):
-            found.update(((name, i), item) for i, item in enumerate(value) if isinstance(item, BaseModel))
-    return found
-
-
-class _StatePickler(pickle.Pickler):
-    """Pickles the engine with the policy's models as references (their paths): a snapshot belongs to one policy
-    (its version names the policy's fingerprint), and unpickling 22,000 models of a 10,000-meter policy took
-    half a second of every restart. The references are made by `reducer_override`, which the pickler asks only
-    about class instances; `persistent_id`, asked about every int and string, took 0.3 s of each snapshot."""
-
-    def __init__(self, file: io.BytesIO, policy: Policy) -> None:
-        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
-        self._paths = {id(model): path for path, model in _policy_objects(policy).items()}
-
-    def reducer_override(self, obj: object) -> Any:
-        path = self._paths.get(id(obj))
-        return NotImplemented if path is None else (_policy_model, path)
-
-
-def _policy_model(*path: Any) -> BaseModel:
-    """Stands for the model at `path` in a snapshot: `_StateUnpickler` resolves this name to its own policy."""
-    msg = "a state snapshot is loaded by _StateUnpickler, with the policy it was taken with"
-    raise pickle.UnpicklingError(msg)
-
-
-class _StateUnpickler(pickle.Unpickler):
-    def __init__(self, file: io.BytesIO, policy: Policy) -> None:
-        super().__init__(file)
-        self._models = _policy_objects(policy)
-
-    def find_class(self, module: str, name: str) -> Any:
-        if module == __name__ and name == _policy_model.__name__:
-            return self._model_at
-        return super().find_class(module, name)
-
-    def _model_at(self, *path: Any) -> BaseModel:
-        return self._models[path]
+    def compact(self) -> int:
+        """Delete the reading events that the older of the two snapshots kept covers and that raised and ordered
+        nothing (the register stays: readings that raised or ordered, lifts, notices...). Returns how many."""
+        kept = [event for event, version in self.store.snapshot_events() if version == snapshots.FORMAT]
+        return self.store.compact(kept[1]) if len(kept) >= 2 else 0

@@ -16,21 +16,22 @@ import json
 import os
 import sqlite3
 import stat
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 from quotad.core.errors import StoreError
+from quotad.shell.outbox import TELEMETRY, Dropped, Outboxes, OutboxItem, _coalesced
 
 __all__ = ["TELEMETRY", "DaemonLock", "Dropped", "Event", "OutboxItem", "Store", "make_private_dir", "private_file"]
 
-TELEMETRY = "readings"  # the outbox key of pure telemetry (meter_reading, firm_energy, township_energy lines)
+_INCREMENTAL = 2  # PRAGMA auto_vacuum's value for incremental
+_WAL_LIMIT = 32 * 2**20  # bytes of WAL file kept after a checkpoint
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
-    seq INTEGER PRIMARY KEY,         -- never deleted: a new one is always the highest
+    seq INTEGER PRIMARY KEY,         -- the newest is never deleted: a new one is always the highest
     kind TEXT NOT NULL,              -- 'reading' | 'lift' | 'notice' | 'multipliers' | 'order_end' | 'rejected'
     body TEXT NOT NULL               -- JSON
 );
@@ -65,23 +66,7 @@ class Event:
     body: dict[str, Any]
 
 
-@dataclass(frozen=True)
-class OutboxItem:
-    seq: int
-    key: str
-    body: str
-
-
-@dataclass(frozen=True)
-class Dropped:
-    """Telemetry rows an outbox gave way: their points (lines), how many were `meter_reading`, their bytes."""
-
-    points: int = 0
-    readings: int = 0
-    size: int = 0
-
-
-class Store:
+class Store(Outboxes):
     def __init__(self, state_dir: Path) -> None:
         make_private_dir(state_dir)
         self.path = state_dir / "quotad.db"
@@ -89,8 +74,11 @@ class Store:
         for path in (self.path, *(self.path.with_name(self.path.name + end) for end in ("-wal", "-shm"))):
             private_file(path, create=path == self.path)
         self.db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
+        if self.db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone() is None:  # a new database (first)
+            self.db.execute("PRAGMA auto_vacuum=INCREMENTAL")  # compaction gives pages back to the file system
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")  # durable against a killed process; WAL keeps it consistent
+        self.db.execute(f"PRAGMA journal_size_limit={_WAL_LIMIT}")  # the WAL shrinks back after a big checkpoint
         self.db.executescript(_SCHEMA)
         if "queued" not in {row[1] for row in self.db.execute("PRAGMA table_info(outbox)")}:
             self.db.execute("ALTER TABLE outbox ADD COLUMN queued REAL")  # a state_dir from before the bounds
@@ -168,100 +156,78 @@ class Store:
         row = self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
         return int(row[0])
 
-    # -- snapshots -----------------------------------------------------------------------------
+    # -- snapshots ------------------------------------------------------------------------------
 
     def save_snapshot(self, event: int, version: str, blob: bytes) -> None:
+        """Save the snapshot of the state through `event`; the two newest are kept (the older one stands in for
+        the newer should it not be readable, and the journal is compacted behind it, see `compact`)."""
         with self._transaction():
             self.db.execute(
                 "INSERT OR REPLACE INTO snapshots (event, version, blob) VALUES (?, ?, ?)", (event, version, blob)
             )
-            self.db.execute("DELETE FROM snapshots WHERE event < ?", (event,))
+            self.db.execute(
+                "DELETE FROM snapshots WHERE event < (SELECT event FROM snapshots ORDER BY event DESC LIMIT 1 OFFSET 1)"
+            )
 
     def latest_snapshot(self) -> tuple[int, str, bytes] | None:
-        row = self.db.execute("SELECT event, version, blob FROM snapshots ORDER BY event DESC LIMIT 1").fetchone()
-        return (int(row[0]), str(row[1]), bytes(row[2])) if row else None
+        return next(self.snapshots(), None)
 
-    # -- outboxes ------------------------------------------------------------------------------
+    def snapshots(self) -> Iterator[tuple[int, str, bytes]]:
+        """The snapshots kept, newest first: (the event it covers through, its format, its blob)."""
+        for (event,) in self.db.execute("SELECT event FROM snapshots ORDER BY event DESC").fetchall():
+            row = self.db.execute("SELECT version, blob FROM snapshots WHERE event = ?", (event,)).fetchone()
+            if row is not None:
+                yield int(event), str(row[0]), bytes(row[1])
 
-    def pending(self, sink: str, limit: int = 500) -> list[OutboxItem]:
-        rows = self.db.execute("SELECT seq, key, body FROM outbox WHERE sink = ? ORDER BY seq LIMIT ?", (sink, limit))
-        return [OutboxItem(int(s), str(k), str(b)) for s, k, b in rows]
+    def snapshot_events(self) -> list[tuple[int, str]]:
+        """(event, format) of each snapshot kept, newest first."""
+        return [
+            (int(e), str(v)) for e, v in self.db.execute("SELECT event, version FROM snapshots ORDER BY event DESC")
+        ]
 
-    def pending_text(self, sink: str, limit: int) -> tuple[int, str] | None:
-        """The oldest pending bodies of `sink` joined by newlines, as many as make at most `limit` lines (and at
-        least one body, however long), and the last one's seq (for `acknowledge_through`); None when there are
-        none. Line protocol is sent this way, a batch at a time."""
-        cursor = self.db.execute("SELECT seq, body FROM outbox WHERE sink = ? ORDER BY seq", (sink,))
-        bodies: list[str] = []
-        last, lines = 0, 0
-        for seq, body in cursor:
-            more = body.count("\n") + 1
-            if bodies and lines + more > limit:
-                break
-            bodies.append(body)
-            last, lines = int(seq), lines + more
-            if lines >= limit:
-                break
-        cursor.close()
-        return (last, "\n".join(bodies)) if bodies else None
+    def has_snapshots(self) -> bool:
+        return self.db.execute("SELECT 1 FROM snapshots LIMIT 1").fetchone() is not None
 
-    def acknowledge(self, sink: str, seqs: Sequence[int]) -> None:
-        """Remove delivered items."""
+    # -- compaction ----------------------------------------------------------------------------
+
+    def compact(self, through: int) -> int:
+        """Delete the reading events up to `through` (covered by a snapshot) that raised and ordered nothing; keep
+        every other event: the register of alerts and orders (`order_events`, `quotad alerts`), lifts, notices,
+        multipliers, rejected readings. The newest event always stays (a new seq is max + 1: never one reused).
+        Returns how many were deleted; free pages are given back to the file system when they are many."""
+        done = self.compacted_through()
+        newest = self.last_event()
+        through = min(through, newest - 1)
+        if through <= done:
+            return 0
         with self._transaction():
-            for seq in seqs:
-                self._deleted(sink, self.db.execute(_DELETE + "seq = ?" + _SIZES, (sink, seq)))
+            cursor = self.db.execute(
+                "DELETE FROM events WHERE seq > ? AND seq <= ? AND kind = 'reading' "
+                "AND json_array_length(body, '$.raised') = 0 AND json_array_length(body, '$.orders') = 0",
+                (done, through),
+            )
+            deleted = cursor.rowcount
+            self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('compacted_through', ?)", (str(through),))
+        if not self._batch_depth:
+            self._reclaim()
+        return deleted
 
-    def acknowledge_through(self, sink: str, last: int) -> None:
-        """Remove `sink`'s items up to `last`: a batch of the oldest pending, all delivered, in one delete."""
-        with self._transaction():
-            self._deleted(sink, self.db.execute(_DELETE + "seq <= ?" + _SIZES, (sink, last)))
+    def compacted_through(self) -> int:
+        """The event up to which the journal's plain readings were deleted (0: none ever were)."""
+        value = self.get("compacted_through")
+        return int(value) if value is not None else 0
 
-    def requeue(self, sink: str, seqs: Sequence[int]) -> None:
-        """Move items to the back of `sink`'s outbox (in their order), behind every newer one."""
-        with self._transaction():
-            for seq in seqs:
-                self.db.execute(
-                    "INSERT INTO outbox (sink, key, body, event, queued) SELECT sink, key, body, event, queued "
-                    "FROM outbox WHERE sink = ? AND seq = ?", (sink, seq),
-                )  # fmt: skip
-                self.db.execute("DELETE FROM outbox WHERE sink = ? AND seq = ?", (sink, seq))
-
-    def backlog(self, sink: str) -> int:
-        return int(self.db.execute("SELECT COUNT(*) FROM outbox WHERE sink = ?", (sink,)).fetchone()[0])
-
-    def outbox_bytes(self, sink: str) -> int:
-        """The bytes (UTF-8) of `sink`'s waiting bodies: counted once (a scan), then kept as rows come and go."""
-        if self._sizes is None:
-            rows = self.db.execute("SELECT sink, SUM(length(CAST(body AS BLOB))) FROM outbox GROUP BY sink")
-            self._sizes = {str(name): int(size or 0) for name, size in rows}
-        return max(0, self._sizes.get(sink, 0))
-
-    def oldest_telemetry(self, sink: str) -> float | None:
-        """When `sink`'s oldest telemetry row was queued; None when it has none."""
-        row = self.db.execute(
-            "SELECT queued FROM outbox WHERE sink = ? AND key = ? ORDER BY seq LIMIT 1", (sink, TELEMETRY)
-        ).fetchone()
-        return None if row is None else float(row[0] or 0.0)
-
-    def drop_telemetry(self, sink: str, *, free: int, queued_before: float) -> Dropped:
-        """Delete `sink`'s oldest telemetry rows (key `readings`): at least `free` bytes of them, and every one
-        queued before `queued_before` (Unix time); in one delete. Other rows are never touched."""
-        cursor = self.db.execute(
-            "SELECT seq, queued, body FROM outbox WHERE sink = ? AND key = ? ORDER BY seq", (sink, TELEMETRY)
-        )
-        last, points, readings, size = None, 0, 0, 0
-        for seq, queued, body in cursor:
-            if size >= free and (queued or 0.0) >= queued_before:
-                break
-            last, size = int(seq), size + _size(body)
-            points += body.count("\n") + 1
-            readings += body.count("meter_reading,")
-        cursor.close()
-        if last is None:
-            return Dropped()
-        with self._transaction():
-            self._deleted(sink, self.db.execute(_DELETE + "key = ? AND seq <= ?" + _SIZES, (sink, TELEMETRY, last)))
-        return Dropped(points, readings, size)
+    def _reclaim(self) -> None:
+        """Give free pages back when more than a quarter of the file is free, down to an eighth (what the next
+        events reuse). Only a database made with incremental auto-vacuum can (every one made since compaction);
+        in an older one the free pages are reused by the next events, and the file stays at its largest."""
+        pages = int(self.db.execute("PRAGMA page_count").fetchone()[0])
+        free = int(self.db.execute("PRAGMA freelist_count").fetchone()[0])
+        if free * 4 > pages and int(self.db.execute("PRAGMA auto_vacuum").fetchone()[0]) == _INCREMENTAL:
+            try:
+                self.db.execute(f"PRAGMA incremental_vacuum({free - pages // 8})").fetchall()
+            except sqlite3.Error as exc:  # space is an optimisation: the next compaction tries again
+                raise _refused(exc, self.path) from exc
 
     # -- operator requests and small values ----------------------------------------------------
 
@@ -297,29 +263,6 @@ class Store:
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self)
-
-    def _insert_outbox(self, rows: Sequence[tuple[str, str, str, int]]) -> None:
-        """Insert outbox rows (sink, key, body, event), stamped now, and count their bytes."""
-        if not rows:
-            return
-        queued = time.time()
-        self.db.executemany(
-            "INSERT INTO outbox (sink, key, body, event, queued) VALUES (?, ?, ?, ?, ?)",
-            [(sink, key, body, event, queued) for sink, key, body, event in rows],
-        )
-        for sink, _key, body, _event in rows:
-            self._unsettled[sink] = self._unsettled.get(sink, 0) + _size(body)
-
-    def _deleted(self, sink: str, sizes: sqlite3.Cursor) -> None:
-        """Take the bytes of deleted rows (a DELETE ... RETURNING their sizes) off `sink`'s count."""
-        self._unsettled[sink] = self._unsettled.get(sink, 0) - sum(size for (size,) in sizes)
-
-    def _settle(self, committed: bool) -> None:
-        """The open transaction ended: its outbox bytes count if it was committed."""
-        unsettled, self._unsettled = self._unsettled, {}
-        if committed and self._sizes is not None:
-            for sink, change in unsettled.items():
-                self._sizes[sink] = self._sizes.get(sink, 0) + change
 
 
 class _Transaction:
@@ -381,34 +324,6 @@ def _refused(exc: sqlite3.Error, path: Path) -> StoreError:
     full = code == sqlite3.SQLITE_FULL
     what = "the disk is full" if full else f"the write failed ({exc})"
     return StoreError(f"cannot write the state in {path}: {what}", full=full)
-
-
-def _coalesced(rows: list[tuple[str, str, str, int]]) -> list[tuple[str, str, str, int]]:
-    """A batch's outbox rows with its line-protocol rows (sink `influx`) joined into two at most, each where the
-    first of its rows stood, their lines in order: the telemetry (key `readings`, which may give way under the
-    outbox's bound) and the rest (alerts, orders: never dropped), keyed as its rows when they share a key, else
-    `points`. The sink writes lines in batches anyway, and two rows instead of a thousand is most of the cost of
-    a batch's transaction."""
-    influx = [i for i, row in enumerate(rows) if row[0] == "influx"]
-    if len(influx) < 2:
-        return rows
-    joined: dict[int, tuple[str, str, str, int]] = {}
-    telemetry = [i for i in influx if rows[i][1] == TELEMETRY]
-    for group in (telemetry, [i for i in influx if rows[i][1] != TELEMETRY]) if telemetry else (influx,):
-        if group:
-            keys = {rows[i][1] for i in group}
-            key = keys.pop() if len(keys) == 1 else "points"
-            joined[group[0]] = ("influx", key, "\n".join([rows[i][2] for i in group]), rows[group[-1]][3])
-    return [joined.get(i, row) for i, row in enumerate(rows) if row[0] != "influx" or i in joined]
-
-
-_DELETE = "DELETE FROM outbox WHERE sink = ? AND "
-_SIZES = " RETURNING length(CAST(body AS BLOB))"
-
-
-def _size(text: str) -> int:
-    """The UTF-8 bytes of `text` (line protocol is ASCII as a rule: then its length, without encoding it)."""
-    return len(text) if text.isascii() else len(text.encode())
 
 
 def private_file(path: Path, *, create: bool = True) -> None:
