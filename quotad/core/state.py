@@ -7,8 +7,10 @@ engine goes on changing, the value does not); `restore` puts it into a fresh eng
 which derives its caches again. So a reload costs the size of the state, not a replay of the journal.
 
 `as_dict`/`from_dict` give it a versioned JSON schema (`STATE_VERSION`); `from_dict` refuses a version it does
-not know with `StateVersionError`, and the shell then rebuilds the engine from the journal. Large columns are
-stored as lists of integers (the trailing hour's times as differences: small numbers, a short text).
+not know with `StateVersionError`, and the shell then rebuilds the engine from the journal. The trailing hour
+(600,000 pieces for 10,000 meters reporting every minute) is kept as columns of little-endian 64-bit integers,
+zlib-compressed, written in hex: written and read at the speed of memory, where a JSON list of 3 million numbers
+took a second.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from __future__ import annotations
 import datetime as dt
 import heapq
 import itertools
-from collections.abc import Mapping
+import zlib
+from array import array
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -80,6 +84,7 @@ class EngineState:
     orders: Mapping[str, Order]
     deadlines: tuple[tuple[Micros, str, Micros], ...]  # ascending (a heap)
     trailing: tuple[Piece, ...]  # in arrival order
+    trailing_township_wh: int  # the township pieces' energy (derived: the sum, kept to spare a loop over them)
     load: Mapping[Micros, int]  # Wh per 15-minute interval, by its start
     load_newest: Micros
 
@@ -88,7 +93,6 @@ class EngineState:
         trailing = self.trailing
         firms = [p[3] for p in trailing]
         table = list(dict.fromkeys(firms))  # each firm once; pieces refer to it by number
-        t1 = [p[1] for p in trailing]
         return {
             "version": STATE_VERSION,
             "now": self.now,
@@ -101,13 +105,13 @@ class EngineState:
             "raised": list(self.raised),
             "orders": [order_to_json(order) for order in self.orders.values()],
             "deadlines": [list(entry) for entry in self.deadlines],
-            "trailing": {
-                "t1_steps": [b - a for a, b in zip([0, *t1], t1, strict=False)],  # t1, each after the previous
-                "span": [p[1] - p[0] for p in trailing],
-                "wh": [p[2] for p in trailing],
+            "trailing": {  # the pieces' columns, in arrival order
+                "t0": _column([p[0] for p in trailing]),
+                "t1": _column([p[1] for p in trailing]),
+                "wh": _column([p[2] for p in trailing]),
                 "firms": table,
-                "firm": list(map({firm: n for n, firm in enumerate(table)}.__getitem__, firms)),
-                "township": [int(p[4]) for p in trailing],
+                "firm": _column(map({firm: n for n, firm in enumerate(table)}.__getitem__, firms)),
+                "township": zlib.compress(bytes([p[4] for p in trailing]), 1).hex(),
             },
             "load": {"start": list(self.load), "wh": list(self.load.values()), "newest": self.load_newest},
         }
@@ -125,9 +129,8 @@ class EngineState:
             raise ValueError(msg)
         day = dt.date.fromisoformat
         trailing = data["trailing"]
-        t1 = list(itertools.accumulate(trailing["t1_steps"]))
-        firms = map(trailing["firms"].__getitem__, trailing["firm"])
-        t0 = [b - span for b, span in zip(t1, trailing["span"], strict=True)]
+        wh, township = _values(trailing["wh"]), zlib.decompress(bytes.fromhex(trailing["township"]))
+        firms = map(trailing["firms"].__getitem__, _values(trailing["firm"]))
         load = data["load"]
         return cls(
             now=data["now"],
@@ -139,10 +142,31 @@ class EngineState:
             raised=frozenset(data["raised"]),
             orders={order.firm: order for order in map(order_from_json, data["orders"])},
             deadlines=tuple((deadline, meter, last) for deadline, meter, last in data["deadlines"]),
-            trailing=tuple(zip(t0, t1, trailing["wh"], firms, map(bool, trailing["township"]), strict=True)),
+            trailing=tuple(
+                zip(_values(trailing["t0"]), _values(trailing["t1"]), wh, firms, map(bool, township), strict=True)
+            ),
+            trailing_township_wh=sum(itertools.compress(wh, township)),
             load=dict(zip(load["start"], load["wh"], strict=True)),
             load_newest=load["newest"],
         )
+
+
+_LITTLE: Final = array("H", [1]).tobytes() == b"\x01\x00"
+
+
+def _column(values: Iterable[int]) -> str:
+    """Integers as the hex of their little-endian 64-bit form, compressed."""
+    column = array("q", values)
+    if not _LITTLE:
+        column.byteswap()
+    return zlib.compress(column.tobytes(), 1).hex()
+
+
+def _values(text: str) -> array[int]:
+    column = array("q", zlib.decompress(bytes.fromhex(text)))
+    if not _LITTLE:
+        column.byteswap()
+    return column
 
 
 def _meter_row(m: MeterState) -> list[Any]:
@@ -198,6 +222,7 @@ def export(engine: Engine) -> EngineState:
         orders=dict(engine.orders),
         deadlines=tuple(sorted(engine.deadlines)),
         trailing=engine.trailing.pieces(),
+        trailing_township_wh=engine.trailing.township_wh_bound,
         load=dict(engine.load.wh),
         load_newest=engine.load.newest,
     )
@@ -245,11 +270,11 @@ def restore(engine: Engine, state: EngineState) -> None:
     heapq.heapify(deadlines)
     engine.deadlines[:] = deadlines
     firms = engine.firms
-    engine.trailing.restore(
-        state.trailing
-        if all(p[3] is None or p[3] in firms for p in state.trailing)
-        else tuple((t0, t1, wh, firm if firm in firms else None, tw) for t0, t1, wh, firm, tw in state.trailing)
-    )  # a removed firm's energy stays the township's; it is no longer a firm to shed
+    trailing = state.trailing
+    if any(firm not in firms for firm, _day in state.firm_day):  # (a piece's firm has a day's total)
+        trailing = tuple((t0, t1, wh, firm if firm in firms else None, tw) for t0, t1, wh, firm, tw in trailing)
+    engine.trailing.restore(trailing, state.trailing_township_wh)  # a removed firm's energy stays the township's;
+    # it is no longer a firm to shed
     engine.load.restore(state.load, state.load_newest)
     # The days whose projection was raised (the rules keep them beside `raised`, from which they follow).
     prefix = alert_id(engine.policy.township.id, "township", "township_cap_projection", "", None, None)

@@ -43,10 +43,10 @@ class TrailingHour:
         """The kept pieces, in arrival order (the engine's state)."""
         return tuple(self._pieces)
 
-    def restore(self, pieces: tuple[Piece, ...]) -> None:
-        """Hold `pieces` (a saved state's, in arrival order) instead of what it held."""
+    def restore(self, pieces: tuple[Piece, ...], township_wh: int) -> None:
+        """Hold `pieces` (a saved state's, in arrival order; `township_wh`: the township ones' energy)."""
         self._pieces = deque(pieces)
-        self.township_wh_bound = sum(p[WH] for p in pieces if p[TOWNSHIP])
+        self.township_wh_bound = township_wh
 
     def add(self, piece: Piece, now: Micros) -> None:
         if piece[T1] <= now - HOUR_US:

@@ -10,6 +10,7 @@ quotad does not know) costs a replay from the one before, or from the journal's 
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import time
@@ -52,7 +53,13 @@ class Captured:
 
 def decode(blob: bytes) -> tuple[EngineState, dict[str, Micros], str]:
     body: dict[str, Any] = json.loads(zlib.decompress(blob))
-    return EngineState.from_dict(body["engine"]), dict(body["points"]), str(body["policy"])
+    collecting = gc.isenabled()
+    gc.disable()  # 600,000 pieces of the trailing hour are made at once, and none is garbage: a third faster
+    try:
+        return EngineState.from_dict(body["engine"]), dict(body["points"]), str(body["policy"])
+    finally:
+        if collecting:
+            gc.enable()
 
 
 @dataclass(frozen=True, slots=True)

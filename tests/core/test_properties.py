@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import pickle
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -171,26 +170,3 @@ def test_trailing_hour_sum_is_each_pieces_share_in_order(pieces: list[tuple[int,
     trailing._pieces.extend(kept)
     expected = sum(TrailingHour._share(p, now) for p in kept if p[4])
     assert trailing.township_wh(now) == expected
-
-
-@settings(max_examples=200, deadline=None)
-@given(
-    pieces=st.lists(
-        st.tuples(
-            st.integers(0, 10**15),
-            st.integers(0, 10**15),
-            st.integers(0, 10**9),
-            st.sampled_from([None, "p", "s", "纸厂"]),
-            st.booleans(),
-        ),
-        max_size=30,
-    )
-)
-def test_the_trailing_hour_survives_its_snapshot_exactly(pieces: list[Piece]) -> None:
-    """Pickled as columns with the firms numbered: every piece comes back, in order, firm and flag included."""
-    trailing = TrailingHour()
-    trailing._pieces.extend(pieces)
-    trailing.township_wh_bound = sum(p[2] for p in pieces if p[4])
-    back = pickle.loads(pickle.dumps(trailing))
-    assert list(back._pieces) == pieces
-    assert back.township_wh_bound == trailing.township_wh_bound
