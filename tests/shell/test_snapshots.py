@@ -4,8 +4,10 @@ register of alerts and orders, and a snapshot this quotad cannot read costs a re
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import time
 import zlib
 from pathlib import Path
 
@@ -172,4 +174,44 @@ def test_a_pickle_of_an_older_quotad_is_not_read(tmp_path: Path, caplog: pytest.
     restarted = journal(tmp_path)
     assert restarted.restore() == live.store.last_event()
     assert "is from an older quotad (0.9.0:6:0123456789abcdef): not read" in caplog.text
+    assert restarted.engine.state() == live.engine.state()
+
+
+def test_the_daemons_snapshots_are_encoded_while_the_loop_goes_on(tmp_path: Path) -> None:
+    """The daemon's snapshot copies the state on the loop, encodes it on a worker thread (the loop keeps running:
+    readings, watchdog pings), saves it and compacts the journal behind the older of the two it keeps."""
+    live = journal(tmp_path)
+    live.auto_snapshot = False
+    loop_turns: list[float] = []
+
+    async def run() -> None:
+        snapper = snapshots.Snapshotter(lambda: live, lambda: True)
+
+        async def ticker() -> None:
+            while True:
+                loop_turns.append(time.monotonic())
+                await asyncio.sleep(0.001)
+
+        ticking = asyncio.create_task(ticker())
+        for part in (FEED[:HALF], FEED[HALF:]):
+            for reading in part:
+                live.record_reading(reading)
+            snapper.start()
+            task = snapper.task
+            snapper.start()  # one at a time: a second start while one is under way does nothing
+            assert snapper.task is task
+            assert task is not None
+            await task
+            assert snapper.covered == live.last_event
+        ticking.cancel()
+
+    asyncio.run(run())
+    assert loop_turns
+    assert [event for event, _format in live.store.snapshot_events()] == [
+        live.last_event,
+        live.last_event - (len(FEED) - HALF),
+    ]
+    assert live.store.compacted_through() == live.last_event - (len(FEED) - HALF)
+    restarted = journal(tmp_path)
+    assert restarted.restore() == 0
     assert restarted.engine.state() == live.engine.state()
