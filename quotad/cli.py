@@ -137,6 +137,10 @@ def _shell(args: argparse.Namespace, loaded: Loaded) -> int:
     if args.command == "run":
         from quotad.shell.daemon import run
 
+        if loaded.daemon is None:  # before anything is touched, like a refused configuration
+            message = _("{path} is a policy file: `quotad run` needs the daemon file that names it")
+            raise UsageError(message.format(path=args.config))
+
         return run(loaded, args.config)
     if args.command == "order":
         from quotad.commands.orders import lift

@@ -24,8 +24,9 @@ from pymodbus.exceptions import ModbusException
 from pymodbus.framer import FramerType
 
 from quotad.core.errors import DecodeError, MeterError
-from quotad.core.policy import Meter, ModbusSource
+from quotad.core.policy import Meter
 from quotad.core.readings import Reading
+from quotad.core.sources import ModbusRtuOverTcp, ModbusSerial, ModbusSource, ModbusTcp
 from quotad.meters.templates import Block, decode_block, fields_for, plan_blocks
 from quotad.schedule.calendar import MICROS_PER_S, Micros
 from quotad.shell.clock import Clock
@@ -45,9 +46,7 @@ def gateway_key(source: ModbusSource) -> GatewayKey:
 
 def describe(source: ModbusSource) -> str:
     """The gateway as the log names it: `host:port/framer`, or `port@baudrate` for a serial line."""
-    if source.serial is not None:
-        return f"{source.serial}@{source.baudrate}"
-    return f"{source.host}:{source.port}/{source.framer}"
+    return source.where
 
 
 class ReadOnlyLink:
@@ -57,17 +56,19 @@ class ReadOnlyLink:
 
     def __init__(self, source: ModbusSource, timeout_s: float) -> None:
         self._client: Any
-        if source.serial is not None:
+        if isinstance(source, ModbusSerial):
             self._client = AsyncModbusSerialClient(
                 source.serial, framer=FramerType.RTU, baudrate=source.baudrate, parity=source.parity,
                 stopbits=source.stopbits, bytesize=source.bytesize, timeout=timeout_s, retries=0,
             )  # fmt: skip
+            self.rtu = True
         else:
+            assert isinstance(source, ModbusTcp | ModbusRtuOverTcp)
             framer = FramerType.RTU if source.framer == "rtu" else FramerType.SOCKET
             self._client = AsyncModbusTcpClient(
-                source.host or "", port=source.port, framer=framer, timeout=timeout_s, retries=0, reconnect_delay=0
+                source.host, port=source.port, framer=framer, timeout=timeout_s, retries=0, reconnect_delay=0
             )
-        self.rtu = source.serial is not None or source.framer == "rtu"
+            self.rtu = source.framer == "rtu"
 
     async def read(self, table: Literal["holding", "input"], address: int, count: int, unit: int) -> list[int]:
         function = self._FUNCTIONS[table]  # the only two function codes this class can send

@@ -39,11 +39,11 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
-from quotad.core.errors import ConfigError, Problem, ReadingError
+from quotad.core.errors import ReadingError
 from quotad.core.policy import Meter
 from quotad.core.readings import Reading
-from quotad.core.topics import topic_problem
-from quotad.meters.formats import FORMATS, Format, parse_payload
+from quotad.core.sources import default_topic
+from quotad.meters.formats import Format, parse_payload
 from quotad.meters.paholoop import LoopDriver
 from quotad.schedule.calendar import Micros
 
@@ -55,18 +55,9 @@ Ack = Callable[[], object]  # tells the broker a message is safely received
 _LOG_EVERY = 100  # after the first, one warning per this many bad payloads on a topic
 
 
-def default_topic(prefix: str, township: str, meter_id: str) -> str:
-    """The topic of an MQTT meter whose `[meters.mqtt]` names none (SPEC: `P/T/meters/<meter id>`)."""
-    return f"{prefix}/{township}/meters/{meter_id}"
-
-
 def meter_topics(meters: Iterable[Meter], prefix: str, township: str) -> list[MeterTopic]:
     """(meter id, topic, format) of each of `meters` read over MQTT."""
-    return [
-        (m.id, m.mqtt.topic or default_topic(prefix, township, m.id), m.mqtt.format)
-        for m in meters
-        if m.mqtt is not None
-    ]
+    return [(m.id, m.mqtt.topic_for(prefix, township, m.id), m.mqtt.format) for m in meters if m.mqtt is not None]
 
 
 def _done() -> None:
@@ -78,20 +69,10 @@ def _wall_clock() -> Micros:
 
 
 def _topic_map(meters: Sequence[MeterTopic]) -> dict[str, tuple[str, Format]]:
-    topics: dict[str, tuple[str, Format]] = {}
-    problems: list[Problem] = []
-    for meter_id, topic, fmt in meters:
-        where = f"meters.{meter_id}.mqtt"
-        unusable = topic_problem(topic)
-        if unusable is not None:
-            problems.append(Problem("policy", 0, f"{where}.topic", f"not a concrete topic: {topic[:80]!r}: {unusable}"))
-        elif topic in topics:
-            problems.append(Problem("policy", 0, f"{where}.topic", f"{topic} is also meter {topics[topic][0]}'s"))
-        if fmt not in FORMATS:
-            problems.append(Problem("policy", 0, f"{where}.format", f"unknown format {fmt!r}"))
-        topics.setdefault(topic, (meter_id, fmt))
-    if problems:
-        raise ConfigError(problems)
+    """Topic → (meter, format). The topics come from a validated policy (quotad.config.load checks each is a concrete
+    topic, under the daemon's prefix, and that no two meters share one); the source only consumes them."""
+    topics = {topic: (meter_id, fmt) for meter_id, topic, fmt in meters}
+    assert len(topics) == len(meters), "two meters on one topic: the policy was not validated"
     return topics
 
 

@@ -193,8 +193,6 @@ class Daemon:
                 ca_file=settings.ca_file, keepalive_s=settings.keepalive_s, now=self.clock.now,
             )  # fmt: skip
             self.meters_mqtt.start(asyncio.get_running_loop())  # paho on the daemon's loop: no second thread
-        elif mqtt_meters:
-            log.warning("%d MQTT meters but no [mqtt] section: they are not read", len(mqtt_meters))
 
     async def _shutdown(self) -> None:
         notify("STOPPING=1")
@@ -502,14 +500,14 @@ def _sources(loaded: Loaded) -> dict[str, str]:
     where = {meter: f"MQTT topic {mqtt_topic}" for meter, mqtt_topic, _fmt in topics}
     for m in policy.meters:
         if m.modbus is not None:
-            line = m.modbus.serial or f"{m.modbus.host}:{m.modbus.port}"
+            line = ":".join(m.modbus.line[1:])
             where[m.id] = f"Modbus {line} unit {m.modbus.unit}"
     return where
 
 
 def _how_read(loaded: Loaded) -> list[dict[str, object]]:
     """Which meters are read, and how: what the running sources were built from."""
-    return [m.model_dump(include={"id", "modbus", "mqtt"}) for m in loaded.policy.meters]
+    return [m.model_dump(include={"id", "source"}) for m in loaded.policy.meters]
 
 
 def run(loaded: Loaded, config_path: Path) -> int:
