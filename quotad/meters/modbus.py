@@ -27,6 +27,7 @@ from quotad.core.errors import DecodeError, MeterError
 from quotad.core.policy import Meter
 from quotad.core.readings import Reading
 from quotad.core.sources import ModbusRtuOverTcp, ModbusSerial, ModbusSource, ModbusTcp
+from quotad.meters.source import Context
 from quotad.meters.templates import Block, decode_block, fields_for, plan_blocks
 from quotad.schedule.calendar import MICROS_PER_S, Micros
 from quotad.shell.clock import Clock
@@ -121,11 +122,14 @@ class Gateway:
 
 
 class ModbusPoller:
-    """Polls every Modbus meter of a policy and hands each good reading to `on_reading`."""
+    """Polls every Modbus meter of a policy and hands each good reading to `on_reading`: the source (quotad.meters.
+    source) of the meters on Modbus TCP gateways, RTU over TCP and serial lines."""
 
     def __init__(self, meters: Sequence[Meter], clock: Clock, on_reading: Callable[[Reading], None]) -> None:
         self.clock, self.on_reading = clock, on_reading
         self.gateways: dict[GatewayKey, Gateway] = {}
+        self.where: dict[str, str] = {}
+        self._task: asyncio.Task[None] | None = None
         for meter in meters:
             source = meter.modbus
             if source is None:
@@ -136,6 +140,34 @@ class ModbusPoller:
                 gateway = self.gateways[key] = Gateway(key, ReadOnlyLink(source, source.timeout_s), describe(source))
             blocks = plan_blocks(fields_for(source))
             gateway.meters.append(_Polled(meter, source.unit, round(source.poll_s * MICROS_PER_S), blocks))
+            self.where[meter.id] = f"Modbus {':'.join(source.line[1:])} unit {source.unit}"
+
+    @classmethod
+    def from_config(cls, meters: Sequence[Meter], context: Context) -> ModbusPoller:
+        return cls(meters, context.clock, context.inbox.put)
+
+    # --- the source's life (quotad.meters.source.Source) -----------------------------------------------------
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> list[asyncio.Task[None]]:
+        if not self.gateways:
+            return []
+        self._task = loop.create_task(self.run(), name="modbus")
+        return [self._task]
+
+    async def ready(self, timeout: float) -> bool:
+        return True  # nothing to wait for: each meter is read at its next poll
+
+    def stop(self) -> None:
+        """Close every line (an in-flight read fails now, rather than swallow its cancellation), end the polling."""
+        for gateway in self.gateways.values():
+            gateway.link.close()
+        if self._task is not None:
+            self._task.cancel()
+
+    def status(self) -> dict[str, Any]:
+        faulty = sum(p.faulty for g in self.gateways.values() for p in g.meters)
+        lines = {g.name: {"reads": g.reads, "errors": g.errors} for g in self.gateways.values()}
+        return {"kind": "modbus", "meters": len(self.where), "faulty": faulty, "lines": lines}
 
     async def run(self) -> None:
         """Poll until cancelled; one task per gateway."""

@@ -31,7 +31,8 @@ from quotad.meters.registers import encode
 from quotad.meters.templates import RegisterField, fields_for
 from quotad.schedule.calendar import MICROS_PER_S, Micros
 from quotad.shell.clock import Clock
-from quotad.shell.sinks import mqtt_client
+from quotad.shell.mqtt import Driver, mqtt_client
+from quotad.shell.pacing import Backoff
 
 __all__ = ["Simulator", "payload"]
 
@@ -147,9 +148,9 @@ class Simulator:
         assert self.mqtt is not None
         meters = [m for m in self.policy.meters if m.mqtt is not None and m.firm is not None]
         client = mqtt_client(self.mqtt, f"quotad-sim-{self.policy.township.id}", clean=True)
-        client.reconnect_delay_set(1, 10)
+        driver = Driver(client, "simulated MQTT meters", backoff=Backoff(1.0, 10.0))
         client.connect_async(self.mqtt.host, self.mqtt.port)
-        client.loop_start()
+        driver.start(asyncio.get_running_loop())
         try:
             t = (self.clock.now() // _MINUTE + 1) * _MINUTE
             while True:
@@ -165,8 +166,7 @@ class Simulator:
                         self.published += 1
                 t = max(t + _MINUTE, (self.clock.now() // _MINUTE) * _MINUTE)
         finally:
-            client.loop_stop()
-            client.disconnect()
+            driver.stop()
 
 
 def _words(field: RegisterField) -> int:
