@@ -25,6 +25,7 @@ from quotad.core.i18n import _
 from quotad.core.topics import topic_problem
 
 __all__ = [
+    "SOURCE_LABELS",
     "MeterSource",
     "ModbusRtuOverTcp",
     "ModbusSerial",
@@ -45,6 +46,7 @@ class _Source(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=False, populate_by_name=True)
 
     TABLE: ClassVar[str]  # the policy file's table this kind is written in: [meters.<TABLE>]
+    LABEL: ClassVar[str]  # what the operator calls it (check-config's count of meters: "16 Modbus, 2 MQTT")
 
 
 class ModbusSource(_Source):
@@ -53,6 +55,7 @@ class ModbusSource(_Source):
     share (a cross-check refuses meters on one line that disagree)."""
 
     TABLE: ClassVar[str] = "modbus"
+    LABEL: ClassVar[str] = "Modbus"
     LINE_SETTINGS: ClassVar[tuple[str, ...]] = ()
 
     unit: Annotated[int, Field(strict=True)] = Field(default=1, ge=0, le=247)
@@ -155,6 +158,7 @@ class ModbusSerial(ModbusSource):
 
 class MqttSource(_Source):
     TABLE: ClassVar[str] = "mqtt"
+    LABEL: ClassVar[str] = "MQTT"
 
     kind: Literal["mqtt"] = "mqtt"
     topic: str | None = None  # None: the default topic, P/T/meters/<meter id>
@@ -175,10 +179,9 @@ class MqttSource(_Source):
 
 MeterSource = Annotated[ModbusTcp | ModbusRtuOverTcp | ModbusSerial | MqttSource, Field(discriminator="kind")]
 _ADAPTER: TypeAdapter[ModbusTcp | ModbusRtuOverTcp | ModbusSerial | MqttSource] = TypeAdapter(MeterSource)
-_TABLE_OF: dict[str, str] = {
-    str(model.model_fields["kind"].default): model.TABLE
-    for model in (ModbusTcp, ModbusRtuOverTcp, ModbusSerial, MqttSource)
-}
+_MEMBERS: tuple[type[_Source], ...] = (ModbusTcp, ModbusRtuOverTcp, ModbusSerial, MqttSource)
+_TABLE_OF: dict[str, str] = {str(model.model_fields["kind"].default): model.TABLE for model in _MEMBERS}
+SOURCE_LABELS: tuple[str, ...] = tuple(dict.fromkeys(model.LABEL for model in _MEMBERS))
 
 
 def default_topic(prefix: str, township: str, meter_id: str) -> str:
