@@ -39,7 +39,7 @@ __all__ = ["demo"]
 def example_policy() -> Path:
     """The example township: package data of an installed quotad (`quotad/example/`, built from `config/`), or
     `config/` itself in a checkout (an editable install). Either way the one file, `config/township.toml`."""
-    package = Path(__file__).resolve().parent.parent  # quotad/, this module being quotad/commands/demo.py
+    package = Path(__file__).resolve().parent.parent  # quotad/
     installed = package / "example" / "township.toml"
     return installed if installed.is_file() else package.parent / "config" / "township.toml"
 
