@@ -1,7 +1,8 @@
 """`quotad run`: the daemon. Meters in, the same core as `replay`, alerts and points out, nothing lost.
 
-One asyncio loop. Sources (Modbus poller, MQTT meters) put readings on a queue; the ingest loop hands each to
-the journal (engine + durable log + outboxes, one transaction); the sinks deliver the outboxes; apscheduler's
+One asyncio loop. The sources (built from the policy by `quotad.meters.registry`: the Modbus poller, the MQTT
+meters) put readings in the inbox; the ingest loop (`quotad.shell.ingest`) hands each to the journal (engine +
+durable log + outboxes, one transaction); the sinks deliver the outboxes; apscheduler's
 asyncio scheduler runs the timed work on a one-second tick (day rollover, notices, statuses, operators'
 requests, the systemd watchdog) and snapshots. SIGHUP reloads the policy (a broken one is refused and the
 running one kept); SIGTERM stops cleanly: the outboxes flushed as far as the peers allow, `offline` said.
