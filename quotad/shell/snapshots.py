@@ -113,11 +113,20 @@ class Snapshotter:
         self._journal, self._healthy = journal, healthy
         self.task: asyncio.Task[None] | None = None
         self.covered = 0  # the event the latest snapshot (taken or under way) covers through
+        self._again = False
 
     def start(self) -> None:
-        """Snapshot (on the running loop) unless a snapshot is under way."""
+        """Snapshot on the running loop; if one is under way, another follows it (a reload's must be taken)."""
         if self.task is None or self.task.done():
-            self.task = asyncio.create_task(self._take(), name="snapshot")
+            self.task = asyncio.create_task(self._run(), name="snapshot")
+        else:
+            self._again = True
+
+    async def _run(self) -> None:
+        await self._take()
+        while self._again:
+            self._again = False
+            await self._take()
 
     async def _take(self) -> None:
         if not self._healthy():

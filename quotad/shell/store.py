@@ -6,9 +6,14 @@ neither. The engine is pure and deterministic: replaying the log after the lates
 exactly the state (totals, raised ids, orders) an uninterrupted run has. Sinks deliver their outbox in
 order and delete only what was acknowledged; each sink has its own queue, so one outage never holds back
 the other. A sink's outbox is bounded by the sink: the store keeps each outbox's size in bytes and drops the oldest
-telemetry rows (key `readings`) on request; every other row (alerts, orders, notices) stays until delivered.
-"""
+telemetry rows (key `readings`) on request; every other row (alerts, orders, notices) stays until delivered
+(`quotad.shell.outbox`).
 
+The log is bounded too: the two newest snapshots are kept, and the readings the older one covers that raised and
+ordered nothing are deleted (`compact`). What stays is the register (readings that raised or ordered, lifts,
+notices, multipliers, rejected readings) and the readings since the older snapshot: with a snapshot every 20,000
+events, at most 40,000 of them.
+"""
 from __future__ import annotations
 
 import fcntl

@@ -198,7 +198,7 @@ def test_the_daemons_snapshots_are_encoded_while_the_loop_goes_on(tmp_path: Path
                 live.record_reading(reading)
             snapper.start()
             task = snapper.task
-            snapper.start()  # one at a time: a second start while one is under way does nothing
+            snapper.start()  # one at a time: a second start while one is under way follows it, in the same task
             assert snapper.task is task
             assert task is not None
             await task
