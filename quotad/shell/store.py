@@ -14,6 +14,7 @@ ordered nothing are deleted (`compact`). What stays is the register (readings th
 notices, multipliers, rejected readings) and the readings since the older snapshot: with a snapshot every 20,000
 events, at most 40,000 of them.
 """
+
 from __future__ import annotations
 
 import fcntl
