@@ -45,7 +45,7 @@ __all__ = ["Journal", "order_from_json", "policy_fingerprint", "recorded_orders"
 
 log = logging.getLogger(__name__)
 SNAPSHOT_EVERY = 20_000  # events between snapshots
-SNAPSHOT_FORMAT = 6  # bumped whenever the pickled state's classes change
+SNAPSHOT_FORMAT = 7  # bumped whenever the pickled state's classes change
 
 
 def policy_fingerprint(policy: Policy) -> str:
