@@ -16,10 +16,12 @@ from dataclasses import replace
 
 from quotad.core import messages
 from quotad.core.alerts import Alert, Lift, Order, ShedEntry, alert_id, cut_off_on, kwh
-from quotad.core.ledger import Applied, Ledger, MeterLedger
-from quotad.core.policy import Policy
+from quotad.core.ledger import Applied, Ledger, MeterLedger, Total
+from quotad.core.policy import Firm, Policy
 from quotad.core.readings import Reading
-from quotad.core.rules import Rules
+from quotad.core.rules import Context, Rules
+from quotad.core.rules.steps import DAY, MONTH, PROJECTED, QUARTER, fire
+from quotad.core.rules.thresholds import Thresholds, Window
 from quotad.core.state import EngineState, export, restore
 from quotad.core.windows import HOUR_US, LoadIntervals, TrailingHour
 from quotad.schedule.calendar import Calendar, Micros
@@ -29,7 +31,7 @@ __all__ = ["Engine"]
 
 _SHED_MAX = 5
 _NEVER: Micros = -1  # deadline entries of meters that never reported
-_UNSET: tuple[Micros, Micros, float] = (0, 0, 0.0)  # a day whose projection window is not computed yet
+_UNSET: Window = (0, 0, 0.0)  # a day whose projection window is not derived yet
 
 
 class Engine:
@@ -51,17 +53,13 @@ class Engine:
         # An entry is re-armed from the meter's newer reading when it comes due: no heap work per reading.
         # A meter reported offline has none until a reading ends its silence.
         self._deadlines: list[tuple[Micros, str, Micros]] = []
-        # Thresholds below which no rule can fire (recomputed after each evaluation; derived, not state). Those of
-        # the firms' days and months and of the township's day are the marks of the ledger's totals (`Total`).
-        self._load_quiet: dict[dt.date, float] = {}
-        self._days: dict[dt.date, tuple[Micros, Micros, float] | None] = {}  # projection: (02:00, end, cap Wh)
         self._shed: tuple[ShedEntry, ...] | None = None
         self._load_cap = policy.township.load_cap_kw is not None
-        self.rules = Rules(
-            policy, self.plan, self.ledger, self.calendar, self.trailing, self.load, self.raised, self.orders
-        )
-        self.firms = self.rules.firms
-        self.rules.shed_for = self._shed_for
+        self.ctx = Context(policy, self.plan, self.calendar, self)
+        self.rules = Rules(self.ctx)
+        self.firms = self.ctx.firms
+        # Derived, not state: per subject, the Wh below which none of its rules can fire (from the rules' own steps)
+        self.thresholds = Thresholds(self.rules)
         if state is not None:
             restore(self, state)
 
@@ -135,58 +133,69 @@ class Engine:
                 firm_day = ledger.firm_day_total(firm_id, day) if firm_id is not None else None
                 month = ledger.firm_month_total(firm_id, day) if firm_id is not None else None
                 township = ledger.township_day_total(day) if m.township else None
-            # each total's mark: below it no rule can fire (see `Total`); the rules run only when one is reached
+            # each total's mark: below it no rule can fire (see `Thresholds`); the rules run only when one is reached
             if firm_day is not None and (
                 firm_day.wh >= firm_day.mark or (month is not None and month.wh >= month.mark)
             ):
                 assert firm_id is not None
-                firm, order = self.firms[firm_id], self.orders.get(firm_id)
-                alerts += rules.firm(firm, day, t)
-                if self.orders.get(firm_id) is not order:  # a new order changes every day's thresholds
-                    self.forget_firm(firm_id)
-                firm_day.mark, month_mark = rules.firm_quiet(firm, day)
-                if month is not None:
-                    month.mark = month_mark
+                alerts += self._firm(self.firms[firm_id], day, t, firm_day, month)
             if township is not None and township.wh >= township.mark:
-                alerts += rules.township_cap(day, t)
-                township.mark = rules.township_quiet("township_cap", day)
+                alerts += fire(self.ctx, rules.township(day), {DAY: township.wh}, t)
+                self.thresholds.township(day, township)
         if m.township and self._load_cap:
             load = self.load
             quarters = load.add(t0, t, wh)
             if len(quarters) == 1:  # the common case, checked here: one interval, of the day at hand
                 start, cal = quarters[0], self.calendar
                 if cal.lo <= start < cal.hi:
-                    quiet_load = self._load_quiet.get(cal.day)
+                    quiet_load = self.thresholds.interval.get(cal.day)
                     if quiet_load is not None and load.wh[start] < quiet_load:
                         return alerts
             alerts += self._load(quarters, t)
         return alerts
 
+    def _firm(self, firm: Firm, day: dt.date, t: Micros, firm_day: Total, month: Total | None) -> list[Alert]:
+        """The rules of `firm`'s `day`, after energy was added to that day."""
+        order = self.orders.get(firm.id)
+        values = {DAY: firm_day.wh, MONTH: month.wh if month is not None else 0}
+        alerts = fire(self.ctx, self.rules.firm(firm, day), values, t)
+        if self.orders.get(firm.id) is not order:  # a new order changes every day's steps
+            self.forget_firm(firm.id)
+        self.thresholds.firm(firm, day, firm_day, month)
+        return alerts
+
     def _load(self, quarters: list[Micros], t: Micros) -> list[Alert]:
-        wh, cal, alerts = self.load.wh, self.calendar, []
+        wh, cal, alerts, marks = self.load.wh, self.calendar, [], self.thresholds
         for start in quarters:
             day = cal.day if cal.lo <= start < cal.hi else cal.day_of(start)
-            quiet = self._load_quiet.get(day)
-            if quiet is None or wh.get(start, 0) >= quiet:  # a long interval may reach quarters already pruned
-                alerts += self.rules.township_load([start], t)
-                self._load_quiet[day] = self.rules.township_quiet("township_load", day)
+            quiet = marks.interval.get(day)
+            value = wh.get(start, 0)  # a long interval may reach quarters already pruned
+            if quiet is None or value >= quiet:
+                alerts += fire(self.ctx, self.rules.interval(day, start), {QUARTER: value}, t)
+                marks.quarters(day, start)
         return alerts
 
     def _projection(self, now: Micros, day: dt.date) -> list[Alert]:
-        """Cheap tests first (the day's state, an upper bound of the rate); the exact rate only when it may fire.
-        `day` is now's day (that of the reading that made it now)."""
-        state = self._days.get(day, _UNSET)
-        if state is _UNSET:
-            state = self._days[day] = self.rules.projection_window(day)
-        if state is None or now < state[0]:
+        """Cheap tests first (the day's threshold, an upper bound of the rate); the exact rate only when it may
+        fire. `day` is now's day (that of the reading that made it now)."""
+        marks = self.thresholds
+        window = marks.projection.get(day, _UNSET)
+        if window is _UNSET:
+            window = marks.window(day)
+        if window is None or now < window[0]:
             return []
         total = self.ledger.township_day.get(day)
         consumed = total.wh if total is not None else 0
-        if consumed + self.trailing.township_wh_bound * (state[1] - now) / HOUR_US <= state[2]:
+        trailing, end = self.trailing, window[1]
+        if consumed + trailing.township_wh_bound * (end - now) / HOUR_US < window[2]:
             return []
-        alerts = self.rules.projection(now)
+        hours_left = (end - now) / HOUR_US
+        if consumed + trailing.township_wh_bound * hours_left < window[2]:
+            return []
+        projected = consumed + trailing.township_wh(now) * hours_left
+        alerts = fire(self.ctx, self.rules.projection(day, now), {PROJECTED: projected}, now)
         if alerts:
-            self._days[day] = None
+            marks.window(day)
         return alerts
 
     # -- meter rules ---------------------------------------------------------------------------
@@ -206,8 +215,8 @@ class Engine:
         while base + suffix in self.raised:
             n += 1
             suffix = f"/{n}"
-        alert = self.rules.emit(
-            applied.t1, "meter_anomaly", "warning", period, suffix=suffix,
+        alert = self.ctx.emit(
+            base + suffix, applied.t1, "meter_anomaly", "warning", period,
             firm=firm, meter=m.id, consumed_kwh=None, limit_kwh=None, projected_kwh=None, action="none",
             cutoff_until=None,
             message=messages.anomaly_message(
@@ -244,8 +253,10 @@ class Engine:
             when = self.calendar.local(last)
             same_day = when.date() == self.calendar.local(now).date()
             last_text = f"{when:%H:%M}" if same_day else f"{when:%Y-%m-%d %H:%M}"
-        alert = self.rules.emit(
-            now, "meter_offline", "warning", self.calendar.day_of(now).isoformat(),
+        period = self.calendar.day_of(now).isoformat()
+        alert = self.ctx.emit(
+            self.ctx.id(m.firm or "township", "meter_offline", period, None, m.id), now, "meter_offline", "warning",
+            period,
             firm=firm, meter=m.id, consumed_kwh=None, limit_kwh=None, projected_kwh=None, action="none",
             cutoff_until=None,
             message=messages.offline_message(m.id, self._owner(m), m.offline_us / 1_000_000, last_text),
@@ -256,13 +267,9 @@ class Engine:
 
     def forget_firm(self, firm_id: str) -> None:
         """Evaluate `firm`'s rules again at its next reading of any day (its orders changed its thresholds)."""
-        ledger = self.ledger
-        for totals in (ledger.firm_day, ledger.firm_month):
-            for (firm, _when), total in totals.items():
-                if firm == firm_id:
-                    total.mark = 0.0
+        self.thresholds.forget_firm(self.ledger, firm_id)
 
-    def _shed_for(self, day: dt.date) -> tuple[ShedEntry, ...]:
+    def shed_for(self, day: dt.date) -> tuple[ShedEntry, ...]:
         """`shed` of a township alert about `day`: () when `day` is over (whom to call now is not a question
         about a finished day); computed once per reading."""
         now = self.now

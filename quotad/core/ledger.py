@@ -32,9 +32,10 @@ _KEEP_METER_DAYS = 8  # per-meter day records (evidence) are kept this many days
 class Total:
     """A running total of a firm's day or month, or of the township's day (Wh).
 
-    `mark` belongs to the rule engine: the level below which it knows no rule can fire on this total, which it
-    sets after each evaluation (0: evaluate at the next reading). The ledger only keeps it beside the total, so
-    that the common reading compares a number it already holds instead of looking a threshold up."""
+    `mark` is derived, not state: the threshold below which no rule can fire on this total, which the engine's
+    threshold cache (`quotad.core.rules.thresholds`) derives from the rules' steps after each evaluation (0:
+    evaluate at the next reading). The ledger only keeps it beside the total, so that the common reading compares a
+    number it already holds instead of looking a threshold up."""
 
     wh: int = 0
     mark: float = field(default=0.0, compare=False)

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from quotad.core.alerts import Lift, Order, alert_id
+from quotad.core.alerts import Lift, Order
 from quotad.core.errors import QuotadError
 from quotad.core.ledger import DayRecord, Month, Total
 from quotad.core.windows import Piece
@@ -276,8 +276,3 @@ def restore(engine: Engine, state: EngineState) -> None:
     engine.trailing.restore(trailing, state.trailing_township_wh)  # a removed firm's energy stays the township's;
     # it is no longer a firm to shed
     engine.load.restore(state.load, state.load_newest)
-    # The days whose projection was raised (the rules keep them beside `raised`, from which they follow).
-    prefix = alert_id(engine.policy.township.id, "township", "township_cap_projection", "", None, None)
-    engine.rules._projected.update(
-        dt.date.fromisoformat(aid[len(prefix) :]) for aid in state.raised if aid.startswith(prefix)
-    )

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import datetime as dt
+import tomllib
+from collections.abc import Iterable
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from quotad.core.engine import Engine
 from quotad.core.ledger import split
+from quotad.core.policy import Policy
 from quotad.core.readings import Reading
+from quotad.core.rules.steps import DAY, MONTH, PROJECTED, QUARTER, Step
+from quotad.core.rules.thresholds import Thresholds
 from quotad.core.windows import HOUR_US, Piece, TrailingHour
-from tests.conftest import at, make_policy
+from tests.conftest import at, make_policy, policy_text
 
 START = at("2010-10-18 00:00")
 POLICY = make_policy(cap=500, meter_extra="max_kw = 200", township_extra="load_cap_kw = 20")
@@ -125,34 +130,98 @@ def test_township_total_is_the_sum_of_firms(feed: list[Reading]) -> None:
     assert {d: wh for d, wh in by_day.items() if wh} == township
 
 
-class _NeverCached(dict):  # type: ignore[type-arg]
-    """A cache that never answers: every rule is evaluated on every reading."""
+class Exhaustive(Thresholds):
+    """Thresholds that never spare a rule: every firm's, the township's, every interval's and the projection's
+    rules are evaluated at every reading (the rules' own steps still decide what fires)."""
 
-    def get(self, key: object, default: object = None) -> object:  # type: ignore[override]
-        return default  # "not cached": the engine computes it again
+    def derive(self, steps: Iterable[Step]) -> dict[str, float]:
+        return dict.fromkeys((DAY, MONTH, QUARTER, PROJECTED), 0.0)
+
+    def starts(self, day: dt.date) -> int:
+        return -(2**62)
 
 
-def _exhaustive(policy: object) -> Engine:
-    engine = Engine(policy)  # type: ignore[arg-type]
-    # the totals' marks at 0: every firm's and the township's rules are evaluated on every reading
-    engine.rules.firm_quiet = lambda firm, day: (0.0, 0.0)  # type: ignore[method-assign]
-    engine.rules.township_quiet = lambda rule, day: 0.0  # type: ignore[method-assign]
-    engine._load_quiet = _NeverCached()
-    engine._days = _NeverCached()
+def exhaustive(policy: Policy) -> Engine:
+    engine = Engine(policy)
+    engine.thresholds = Exhaustive(engine.rules)
     return engine
+
+
+# A firm with two meters (energy of an earlier day arrives after a later day was judged), a general firm with a
+# daily limit too (a daily cutoff silences its month), feeders and a 15-minute load cap
+TWO_METERS = (
+    policy_text(
+        cap=300,
+        township_extra='load_cap_kw = 20\nfeeder_meters = ["t-f"]',
+        firms_extra='\n[[firms]]\nid = "h"\nname = "二厂"\nkind = "general"\nmonthly_quota_kwh = 300\n'
+        "daily_limit_kwh = 60\nstandby_kwh = 8\n",
+        meters=("p", "s", "x", "g", "w"),
+        meter_extra="max_kw = 200",
+    )
+    + '\n[[meters]]\nid = "h-m"\nfirm = "h"\nmax_kw = 200\n[meters.mqtt]\n'
+    + '\n[[meters]]\nid = "h-n"\nfirm = "h"\nmax_kw = 200\n[meters.mqtt]\n'
+    + '\n[[meters]]\nid = "t-f"\nmax_kw = 400\n[meters.mqtt]\n'
+)
+MANY = Policy.model_validate(tomllib.loads(TWO_METERS))
+
+
+@st.composite
+def wide_feed(draw: st.DrawFn) -> list[Reading]:
+    """The walks of MANY's meters (firm h has two), interleaved."""
+    names = draw(st.sets(st.sampled_from(["p-m", "x-m", "g-m", "w-m", "h-m", "h-n", "t-f"]), min_size=1))
+    walks = [draw(meter_walk(meter=name)) for name in sorted(names)]
+    merged: list[Reading] = []
+    while any(walks):
+        walk = draw(st.sampled_from([w for w in walks if w]))
+        merged.append(walk.pop(0))
+    return merged
+
+
+def _same(fast: Engine, slow: Engine, reading: Reading) -> None:
+    assert [a.to_json() for a in fast.ingest(reading)] == [a.to_json() for a in slow.ingest(reading)]
 
 
 @settings(max_examples=200, deadline=None)
 @given(township_feed(), st.sampled_from([POLICY, BERLIN]))
-def test_thresholds_are_only_an_optimisation(feed: list[Reading], policy: object) -> None:
-    """The engine's cached 'nothing can fire below X' thresholds never change what is raised."""
-    fast, slow = Engine(policy), _exhaustive(policy)  # type: ignore[arg-type]
+def test_thresholds_are_only_an_optimisation(feed: list[Reading], policy: Policy) -> None:
+    """The engine's derived 'nothing can fire below X' thresholds never change what is raised."""
+    fast, slow = Engine(policy), exhaustive(policy)
     if policy is BERLIN:
         shift = at("2010-03-26 00:00", "Europe/Berlin") - START
         feed = [Reading(x.meter, x.t + shift, x.energy_kwh) for x in feed]
     for reading in feed:
-        assert [a.to_json() for a in fast.ingest(reading)] == [a.to_json() for a in slow.ingest(reading)]
+        _same(fast, slow, reading)
     assert fast.orders == slow.orders
+    assert fast.raised == slow.raised
+
+
+@settings(max_examples=200, deadline=None)
+@given(wide_feed(), st.data())
+def test_thresholds_are_only_an_optimisation_with_late_days_and_lifts(feed: list[Reading], data: st.DataObject) -> None:
+    """The same with two meters on one firm, feeders and the load cap, and operators lifting orders as they come:
+    a lift re-arms the thresholds (`forget_firm`), never more nor less than evaluating everything would."""
+    fast, slow = Engine(MANY), exhaustive(MANY)
+    for n, reading in enumerate(feed):
+        _same(fast, slow, reading)
+        standing = sorted(firm for firm, order in fast.orders.items() if order.lifted is None)
+        if standing and data.draw(st.booleans()):
+            firm = data.draw(st.sampled_from(standing))
+            for engine in (fast, slow):
+                engine.lift(firm, by="operator", reason=f"test {n}", at="2010-10-20T00:00:00+08:00")
+    assert fast.orders == slow.orders
+    assert fast.raised == slow.raised
+
+
+def test_the_exhaustive_engine_really_evaluates_everything() -> None:
+    """The differential tests compare with something: every firm day's mark stays 0 in the exhaustive engine, and
+    the fast one derives real thresholds."""
+    feed = [Reading("x-m", START, 0.0), Reading("x-m", START + HOUR_US, 10.0)]
+    fast, slow = Engine(POLICY), exhaustive(POLICY)
+    for reading in feed:
+        _same(fast, slow, reading)
+    day = dt.date(2010, 10, 18)
+    assert slow.ledger.firm_day[("x", day)].mark == 0.0
+    assert fast.ledger.firm_day[("x", day)].mark == 80_000  # x: 100 kWh a day, notice at 0.8
 
 
 @settings(max_examples=300, deadline=None)

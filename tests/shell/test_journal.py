@@ -260,7 +260,7 @@ def test_township_energy_points_carry_the_projection(tmp_path: Path) -> None:
 
 def with_multiplier(meter_id: str, value: float) -> Policy:
     meters = [m.model_copy(update={"multiplier": value}) if m.id == meter_id else m for m in POLICY.meters]
-    return POLICY.model_copy(update={"meters": meters})
+    return POLICY.model_copy(update={"meters": tuple(meters)})
 
 
 def test_a_ct_ratio_changed_by_reload_counts_from_then_on(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
