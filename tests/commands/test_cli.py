@@ -12,7 +12,7 @@ import pytest
 
 from tests.locales import english
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "config"
 DAY = CONFIG / "recorded" / "2010-10-20.jsonl"
 
