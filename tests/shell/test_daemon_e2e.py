@@ -96,6 +96,7 @@ def test_a_morning_enforced_live_with_outages_reload_and_watchdog(tmp_path: Path
         town = Township(tmp_path, config)
         collector = Collector(broker, ["quotad/xx-town/#"])
         notify = NotifySocket(tmp_path / "notify.sock")
+        follower: subprocess.Popen[str] | None = None
         try:
             town.start_simulator()
             time.sleep(1.0)
@@ -134,6 +135,9 @@ def test_a_morning_enforced_live_with_outages_reload_and_watchdog(tmp_path: Path
             followed, _ = follower.communicate(timeout=10)
             time.sleep(0.5)
         finally:
+            if follower is not None and follower.poll() is None:  # a failure above must not leave it running
+                follower.kill()
+                follower.communicate()
             town.close()
             notify.close()
             collector.close()
