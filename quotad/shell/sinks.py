@@ -131,10 +131,20 @@ class MqttSink:
                 where = f"{self.settings.host}:{self.settings.port}"
                 log.warning("MQTT broker %s refuses publications: %s", where, reason)
 
-    def publish_now(self, message: Message) -> None:
-        """Fire-and-forget (QoS 1) for state that is re-published anyway: statuses, the schedule, notices."""
-        if self.connected.is_set():
-            self.client.publish(message.topic, message.payload or None, qos=1, retain=message.retain)
+    def publish_now(self, message: Message) -> mqtt.MQTTMessageInfo | None:
+        """Fire-and-forget (QoS 1) for state that is re-published anyway: statuses, the schedule, notices. Returns
+        paho's handle of the message, or None when not connected (nothing was published)."""
+        if not self.connected.is_set():
+            return None
+        return self.client.publish(message.topic, message.payload or None, qos=1, retain=message.retain)
+
+    async def acknowledged(self, infos: list[mqtt.MQTTMessageInfo], deadline: float) -> None:
+        """Wait until the broker acknowledged every one of `infos`, or the connection is lost, or `deadline`
+        (time.monotonic()) passes."""
+        while infos and self.connected.is_set() and time.monotonic() < deadline:
+            if all(info.is_published() for info in infos):
+                return
+            await asyncio.sleep(0.002)
 
     def say(self, message: Message) -> None:
         """Publish the daemon's state (retained) now, and again after every reconnection."""
