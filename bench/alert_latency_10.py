@@ -134,6 +134,9 @@ def one_run(k: int, directory: Path, broker: Mosquitto, influx: Influx1) -> tupl
     finally:
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(60)
+    if os.environ.get("QUOTAD_LOG"):
+        with open(os.environ["QUOTAD_LOG"], "a", encoding="utf-8") as copy:
+            copy.write(f"== run {k + 1}\n{log.read_text(encoding='utf-8', errors='replace')}")
     db = sqlite3.connect(run_dir / "state" / "quotad.db")
     journaled = db.execute("SELECT COUNT(*) FROM events WHERE kind = 'reading'").fetchone()[0]
     db.close()
@@ -164,10 +167,6 @@ def main(runs: int) -> None:
                     worst = ours[1], floor[1]
                 text = log.read_text(encoding="utf-8", errors="replace")
                 slow += [f"run {k + 1}: {line}" for line in text.splitlines() if "seconds" in line and "took" in line]
-                for name in ("QUOTAD_LOG",):
-                    if os.environ.get(name):
-                        with open(os.environ[name], "a", encoding="utf-8") as copy:
-                            copy.write(f"== run {k + 1}\n{text}")
                 if os.environ.get("ASYNCIO_DEBUG"):
                     shutil.copy(log, f"alert_latency_10.run{k + 1}.log")
     for line in slow:
