@@ -2,7 +2,7 @@
 
 A real mosquitto; the policy of bench/memory.py (2,000 general firms, 5 MQTT meters each). The state directory is
 filled through the daemon's own journal (as bench/restart.py does): every meter read every `--every-min` minutes
-for `--days` days (by default 4-hourly for 30 days: 1.2 million reading events, snapshots every 20,000 as the
+for `--days` days (by default 6-hourly for 30 days: 1.2 million reading events, snapshots every 20,000 as the
 daemon's). The daemon is started with $NOTIFY_SOCKET on a datagram socket of ours, so that we see its READY=1 and
 its WATCHDOG=1 pings (one a second). Each round edits the township's `standby_kwh` (50 → 51, 52, ...: a new
 policy, as an operator's edit is), sends SIGHUP and times until the daemon logs `policy reloaded`; meanwhile the
@@ -170,6 +170,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--days", type=int, default=30)
-    parser.add_argument("--every-min", type=int, default=240)
+    parser.add_argument("--every-min", type=int, default=360)
     args = parser.parse_args()
     main(args.rounds, args.days, args.every_min)
