@@ -21,6 +21,7 @@ from quotad.core.alerts import Order, cut_off_on
 from quotad.core.errors import ConfigError, QuotadError, UsageError
 from quotad.core.feed import counters, to_jsonl
 from quotad.core.i18n import _
+from quotad.core.sources import SOURCE_LABELS
 from quotad.core.tables import render
 from quotad.core.views import off_text
 from quotad.schedule.calendar import Calendar
@@ -137,6 +138,10 @@ def _shell(args: argparse.Namespace, loaded: Loaded) -> int:
     if args.command == "run":
         from quotad.shell.daemon import run
 
+        if loaded.daemon is None:  # before anything is touched, like a refused configuration
+            message = _("{path} is a policy file: `quotad run` needs the daemon file that names it")
+            raise UsageError(message.format(path=args.config))
+
         return run(loaded, args.config)
     if args.command == "order":
         from quotad.commands.orders import lift
@@ -180,12 +185,14 @@ def summary(loaded: Loaded) -> str:
 def _counts(loaded: Loaded) -> str:
     policy = loaded.policy
     kinds = Counter(f.kind for f in policy.firms)
-    sources = Counter("Modbus" if m.modbus else "MQTT" for m in policy.meters)
+    read_over = Counter(type(m.source).LABEL for m in policy.meters)
+    # TRANSLATORS: one kind of source in the `ok` line: "16 Modbus"; they are joined by the message ", "
+    sources = _(", ").join(_("{count} {kind}").format(count=read_over[label], kind=label) for label in SOURCE_LABELS)
     files = f"{loaded.daemon_path} + {loaded.policy_path}" if loaded.daemon_path else str(loaded.policy_path)
     # TRANSLATORS: keep "{files}: " as it is: a problem's line starts the same way
     message = _(
         "{files}: ok: 1 township ({township}), {large} large firms, {general} general firms, {workshops} workshops, "
-        "{meters} meters ({modbus} Modbus, {mqtt} MQTT); control {start}..{end}"
+        "{meters} meters ({sources}); control {start}..{end}"
     )
     return message.format(
         files=files,
@@ -194,8 +201,7 @@ def _counts(loaded: Loaded) -> str:
         general=kinds["general"],
         workshops=kinds["workshop"],
         meters=len(policy.meters),
-        modbus=sources["Modbus"],
-        mqtt=sources["MQTT"],
+        sources=sources,
         start=policy.control.start,
         end=policy.control.end,
     )

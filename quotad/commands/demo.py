@@ -27,10 +27,11 @@ from pathlib import Path
 from typing import TextIO
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
 from quotad.commands.watch import format_alert
+from quotad.config.daemon import MqttSettings
 from quotad.core.errors import QuotadError
+from quotad.shell.mqtt import Driver, mqtt_client
 
 __all__ = ["demo"]
 
@@ -38,7 +39,7 @@ __all__ = ["demo"]
 def example_policy() -> Path:
     """The example township: package data of an installed quotad (`quotad/example/`, built from `config/`), or
     `config/` itself in a checkout (an editable install). Either way the one file, `config/township.toml`."""
-    package = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parent.parent  # quotad/
     installed = package / "example" / "township.toml"
     return installed if installed.is_file() else package.parent / "config" / "township.toml"
 
@@ -146,11 +147,12 @@ class Demo:
 
     def watch(self) -> None:
         inbox: queue.Queue[tuple[str, str]] = queue.Queue()
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="quotad-demo-view")
-        client.on_connect = self._subscribe
+        client = mqtt_client(MqttSettings(port=self.mqtt_port), "quotad-demo-view", clean=True)
+        driver = Driver(client, "mqtt-demo-view")
+        client.on_connect = lambda c, userdata, flags, reason, props: self._subscribe(c)
         client.on_message = lambda c, u, m: inbox.put((m.topic, m.payload.decode(errors="replace")))
-        client.connect("127.0.0.1", self.mqtt_port)
-        client.loop_start()
+        client.connect_async("127.0.0.1", self.mqtt_port)
+        driver.start()
         seen: set[str] = set()
         end_day, last_day = 20 + self.days, ""
         try:
@@ -174,8 +176,7 @@ class Demo:
         except (KeyboardInterrupt, queue.Empty):
             pass
         finally:
-            client.loop_stop()
-            client.disconnect()
+            driver.stop()
 
     def _township_line(self, data: dict[str, object]) -> str:
         """'[10-20 08:15] 全镇企业用电 11234.4 kWh / 日上限 54611 kWh，按近一小时推算全天约 55102.2 kWh'."""
@@ -190,7 +191,7 @@ class Demo:
         return text
 
     @staticmethod
-    def _subscribe(client: mqtt.Client, userdata: object, flags: object, reason: object, props: object) -> None:
+    def _subscribe(client: mqtt.Client) -> None:
         client.subscribe("quotad/xx-town/alerts/#", 1)
         client.subscribe("quotad/xx-town/status/township", 1)
         client.subscribe("quotad/xx-town/notices", 1)

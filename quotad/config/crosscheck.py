@@ -13,10 +13,12 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from quotad.core.i18n import _
-from quotad.core.policy import WEEKDAYS, Control, Firm, Group, Meter, ModbusSource, Policy, Rota, Township
+from quotad.core.policy import WEEKDAYS, Control, Firm, Group, Meter, Policy, Rota, Township
+from quotad.core.sources import ModbusSerial, ModbusSource
 
-__all__ = ["Finding", "cross_check", "parts", "workshop_short_weeks"]
+__all__ = ["DEFAULT_PREFIX", "Finding", "cross_check", "parts", "workshop_short_weeks"]
 
+DEFAULT_PREFIX = "quotad"  # [mqtt] topic_prefix when the daemon file gives none (or none is at hand)
 Path = tuple[str | int, ...]
 Finding = tuple[Path, str]
 M = TypeVar("M", bound=BaseModel)
@@ -45,9 +47,10 @@ def parts(
     return _part(Township, raw.get("township")), _part(Control, raw.get("control")), _items(Firm, raw.get("firms"))
 
 
-def cross_check(raw: Mapping[str, Any], policy: Policy | None = None) -> list[Finding]:
+def cross_check(raw: Mapping[str, Any], policy: Policy | None = None, prefix: str = DEFAULT_PREFIX) -> list[Finding]:
     """Every cross-table problem of a parsed policy document, each with the path it belongs to. `policy`: the
-    document already validated as a whole, when it was valid (its tables need not be validated again)."""
+    document already validated as a whole, when it was valid (its tables need not be validated again); `prefix`:
+    the daemon's `[mqtt] topic_prefix`, under which MQTT meters naming no topic are read."""
     township: Township | None
     control: Control | None
     groups: list[tuple[int, Group]]
@@ -74,7 +77,7 @@ def cross_check(raw: Mapping[str, Any], policy: Policy | None = None) -> list[Fi
     found += _firm_refs(firms, group_ids)
     found += _meter_refs(meters, _raw_ids(raw.get("firms")), township, raw.get("meters"))
     found += _gateway_settings(meters)
-    found += _shared_topics(meters)
+    found += _shared_topics(meters, prefix, township)
     if rota is not None:
         found += _rota_refs(rota, group_ids, bool(raw.get("groups")))
     if control is not None:
@@ -129,22 +132,20 @@ def _meter_refs(
             yield ("township", "feeder_meters", k), message
 
 
-def _shared_topics(meters: list[tuple[int, Meter]]) -> Iterator[Finding]:
-    """Two MQTT meters on one topic: a message there could be either's reading (SPEC: a configuration error)."""
+def _shared_topics(meters: list[tuple[int, Meter]], prefix: str, township: Township | None) -> Iterator[Finding]:
+    """Two MQTT meters on one topic: a message there could be either's reading (SPEC: a configuration error). A
+    meter that names no topic is read on its default one, under the daemon's `prefix`: another meter may name it."""
     first: dict[str, tuple[int, str]] = {}
     for i, meter in meters:
-        topic = meter.mqtt.topic if meter.mqtt is not None else None
-        if topic is None:
+        if meter.mqtt is None or (meter.mqtt.topic is None and township is None):
             continue
+        topic = meter.mqtt.topic_for(prefix, township.id if township else "", meter.id)
         if topic in first:
             index, other = first[topic]
             message = _("the topic of meters[{index}] ({meter!r}) too: two meters cannot share a topic")
             yield ("meters", i, "mqtt", "topic"), message.format(index=index, meter=other)
         else:
             first[topic] = (i, meter.id)
-
-
-_LINE_SETTINGS = {"serial": ("baudrate", "parity", "stopbits", "bytesize"), "tcp": ("framer",)}
 
 
 def _gateway_settings(meters: list[tuple[int, Meter]]) -> Iterator[Finding]:
@@ -156,14 +157,14 @@ def _gateway_settings(meters: list[tuple[int, Meter]]) -> Iterator[Finding]:
         if source is None:
             continue
         j, owner, line = first.setdefault(source.line, (i, meter.id, source))
-        for name in _LINE_SETTINGS[source.line[0]]:
+        for name in source.LINE_SETTINGS:
             theirs = getattr(line, name)
             if getattr(source, name) != theirs:
                 yield ("meters", i, "modbus", name), _line_conflict(source, name, theirs, j, owner)
 
 
 def _line_conflict(source: ModbusSource, key: str, value: object, index: int, meter: str) -> str:
-    if source.serial is not None:
+    if isinstance(source, ModbusSerial):
         message = _(
             "serial port {port} is set to {key} {value!r} by meters[{index}] ({meter}): the meters on one port "
             "share its settings"
@@ -173,7 +174,7 @@ def _line_conflict(source: ModbusSource, key: str, value: object, index: int, me
         "gateway {port} is read with {key} {value!r} by meters[{index}] ({meter}): the meters behind one gateway "
         "share it"
     )
-    return message.format(port=f"{source.host}:{source.port}", key=key, value=value, index=index, meter=meter)
+    return message.format(port=":".join(source.line[1:]), key=key, value=value, index=index, meter=meter)
 
 
 def _rota_refs(rota: Rota, group_ids: set[str], have_groups: bool) -> Iterator[Finding]:

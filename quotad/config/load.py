@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from quotad.config.crosscheck import cross_check
+from quotad.config.crosscheck import DEFAULT_PREFIX, cross_check
 from quotad.config.daemon import DaemonSettings
 from quotad.config.figures import slips
 from quotad.config.foreign import os_error, pydantic_message, toml_message
@@ -26,6 +26,7 @@ from quotad.config.tomlpos import PositionIndex
 from quotad.core.errors import ConfigError, Problem
 from quotad.core.i18n import _
 from quotad.core.policy import Policy
+from quotad.core.sources import file_loc
 
 __all__ = ["Loaded", "format_path", "load", "load_policy"]
 
@@ -52,7 +53,7 @@ class _Doc:
     env_keys: dict[Loc, str]
 
     def problem(self, loc: Loc, message: str, *, warning: bool = False) -> Problem:
-        loc = _real_loc(self.raw, loc)
+        loc = _real_loc(self.raw, file_loc(loc))
         for n in range(len(loc), 0, -1):
             if loc[:n] in self.env_keys:
                 return Problem(f"${self.env_keys[loc[:n]]}", 0, format_path(loc), message, warning)
@@ -86,8 +87,13 @@ def load_policy(
 
 
 def _load_policy(
-    path: Path, env: dict[str, str], parsed: tuple[dict[str, Any], PositionIndex] | None, strict: bool
+    path: Path,
+    env: dict[str, str],
+    parsed: tuple[dict[str, Any], PositionIndex] | None,
+    strict: bool,
+    daemon: DaemonSettings | None = None,
 ) -> tuple[Policy, tuple[Problem, ...]]:
+    """The policy, checked as the daemon `daemon` (when given) will read it: its MQTT meters under its prefix."""
     raw, index = parsed or _read(path)
     raw, env_keys = _with_env(raw, env, _POLICY_TABLES)
     doc = _Doc(path, raw, index, env_keys)
@@ -97,11 +103,13 @@ def _load_policy(
         policy = Policy.model_validate(raw)
     except ValidationError as exc:
         problems += [doc.problem(err["loc"], _message(err)) for err in exc.errors()]
-    problems += [doc.problem(loc, message) for loc, message in cross_check(raw, policy)]
+    prefix = daemon.mqtt.topic_prefix if daemon is not None and daemon.mqtt is not None else DEFAULT_PREFIX
+    problems += [doc.problem(loc, message) for loc, message in cross_check(raw, policy, prefix)]
     problems += [doc.problem(loc, message) for loc, message in _template_findings(raw, policy)]
     warnings: tuple[Problem, ...] = ()
     if strict or not problems:  # a broken file's slips wait until it loads, unless they count as problems
-        warnings = tuple(doc.problem(loc, message, warning=True) for loc, message in slips(raw, policy))
+        found = slips(raw, policy) + _unread_meters(policy, daemon)
+        warnings = tuple(doc.problem(loc, message, warning=True) for loc, message in found)
     if problems or policy is None or (strict and warnings):
         raise ConfigError(_dedupe(problems) + list(warnings))
     return policy, warnings
@@ -133,6 +141,17 @@ def _template_findings(raw: dict[str, Any], policy: Policy | None) -> list[tuple
     return found
 
 
+def _unread_meters(policy: Policy | None, daemon: DaemonSettings | None) -> list[tuple[Loc, str]]:
+    """MQTT meters, and a daemon file without `[mqtt]`: the daemon will not read them."""
+    if policy is None or daemon is None or daemon.mqtt is not None:
+        return []
+    read = [i for i, meter in enumerate(policy.meters) if meter.mqtt is not None]
+    if not read:
+        return []
+    message = _("{count} MQTT meter(s) but the daemon file has no [mqtt] section: they are not read")
+    return [(("meters", read[0], "mqtt"), message.format(count=len(read)))]
+
+
 def _load_daemon(path: Path, raw: dict[str, Any], index: PositionIndex, env: dict[str, str], strict: bool) -> Loaded:
     doc = _Doc(path, raw, index, _env_keys(env, exclude=_POLICY_TABLES))
     problems: list[Problem] = []
@@ -157,7 +176,7 @@ def _load_daemon(path: Path, raw: dict[str, Any], index: PositionIndex, env: dic
         raise ConfigError(_dedupe(problems))
     policy: Policy | None = None
     try:  # once: a 10,000-meter policy takes a quarter of a second
-        policy, policy_warnings = _load_policy(settings.policy, env, None, strict)
+        policy, policy_warnings = _load_policy(settings.policy, env, None, strict, settings)
     except ConfigError as exc:
         problems += exc.problems
     if problems or policy is None:

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from quotad.core.i18n import _
-from quotad.core.topics import topic_problem
+from quotad.core.sources import MeterSource, ModbusSource, MqttSource, tagged
 
 __all__ = [
     "WEEKDAYS",
@@ -190,58 +190,6 @@ class Firm(_Model):
         return 0.20 if self.reduction is None else self.reduction
 
 
-class ModbusSource(_Model):
-    host: str | None = None
-    port: Annotated[int, Field(strict=True)] = Field(default=502, ge=1, le=65535)
-    serial: str | None = None
-    baudrate: Annotated[int, Field(strict=True)] = Field(default=9600, gt=0)
-    parity: Literal["N", "E", "O"] = "N"
-    stopbits: Literal[1, 2] = 1
-    bytesize: Literal[7, 8] = 8
-    unit: Annotated[int, Field(strict=True)] = Field(default=1, ge=0, le=247)
-    template: str | None = None
-    register_address: Annotated[int, Field(strict=True)] | None = Field(default=None, ge=0, le=65535, alias="register")
-    function: Literal["holding", "input"] = "holding"
-    type: Literal["u16", "i16", "u32", "i32", "u64", "f32", "f64"] = "f32"
-    word_order: Literal["big", "little"] = "big"
-    scale: Annotated[float, Field(allow_inf_nan=False, strict=True)] = 1.0
-    poll_s: Annotated[float, Field(gt=0, le=86400, strict=True)] = 60.0
-    timeout_s: Annotated[float, Field(gt=0, le=60, strict=True)] = 1.0
-    framer: Literal["tcp", "rtu"] = "tcp"
-
-    @property
-    def line(self) -> tuple[str, ...]:
-        """The physical line the meter is read over, opened once for all its meters: the serial port's path,
-        or the gateway's host and port. Its settings (baudrate, parity, stopbits, bytesize; framer) are the
-        line's, and the meters on it must agree on them (a cross-check)."""
-        if self.serial is not None:
-            return ("serial", self.serial)
-        return ("tcp", self.host or "", str(self.port))
-
-    @model_validator(mode="after")
-    def _one_way_each(self) -> ModbusSource:
-        if (self.host is None) == (self.serial is None):
-            msg = _("give either host (Modbus TCP gateway) or serial (RS-485 port), not both or neither")
-            raise ValueError(msg)
-        if (self.template is None) == (self.register_address is None):
-            msg = _("give either template (a meter model) or register (an inline register spec), not both or neither")
-            raise ValueError(msg)
-        return self
-
-
-class MqttSource(_Model):
-    topic: str | None = None
-    format: Literal["json", "tasmota", "shelly", "number"] = "json"
-
-    @field_validator("topic")
-    @classmethod
-    def _concrete(cls, value: str | None) -> str | None:
-        problem = None if value is None else topic_problem(value)
-        if problem is not None:
-            raise ValueError(problem)
-        return value
-
-
 class Meter(_Model):
     id: Id
     firm: Id | None = None
@@ -250,15 +198,20 @@ class Meter(_Model):
     multiplier: Annotated[float, Field(gt=0, le=1_000_000, allow_inf_nan=False, strict=True)] = 1.0
     offline_after_s: Annotated[float, Field(gt=0, allow_inf_nan=False, strict=True)] = 900.0
     max_kw: PositiveKwh | None = None
-    modbus: ModbusSource | None = None
-    mqtt: MqttSource | None = None
+    source: MeterSource  # written as [meters.modbus] or [meters.mqtt]: see quotad.core.sources
 
-    @model_validator(mode="after")
-    def _one_source(self) -> Meter:
-        if (self.modbus is None) == (self.mqtt is None):
-            msg = _("a meter is read either over [meters.modbus] or over [meters.mqtt]: give exactly one")
-            raise ValueError(msg)
-        return self
+    @model_validator(mode="before")
+    @classmethod
+    def _tagged(cls, data: Any) -> Any:
+        return tagged(data)
+
+    @property
+    def modbus(self) -> ModbusSource | None:
+        return self.source if isinstance(self.source, ModbusSource) else None
+
+    @property
+    def mqtt(self) -> MqttSource | None:
+        return self.source if isinstance(self.source, MqttSource) else None
 
 
 class Residents(_Model):

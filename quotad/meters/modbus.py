@@ -24,8 +24,10 @@ from pymodbus.exceptions import ModbusException
 from pymodbus.framer import FramerType
 
 from quotad.core.errors import DecodeError, MeterError
-from quotad.core.policy import Meter, ModbusSource
+from quotad.core.policy import Meter
 from quotad.core.readings import Reading
+from quotad.core.sources import ModbusRtuOverTcp, ModbusSerial, ModbusSource, ModbusTcp
+from quotad.meters.source import Context
 from quotad.meters.templates import Block, decode_block, fields_for, plan_blocks
 from quotad.schedule.calendar import MICROS_PER_S, Micros
 from quotad.shell.clock import Clock
@@ -45,9 +47,7 @@ def gateway_key(source: ModbusSource) -> GatewayKey:
 
 def describe(source: ModbusSource) -> str:
     """The gateway as the log names it: `host:port/framer`, or `port@baudrate` for a serial line."""
-    if source.serial is not None:
-        return f"{source.serial}@{source.baudrate}"
-    return f"{source.host}:{source.port}/{source.framer}"
+    return source.where
 
 
 class ReadOnlyLink:
@@ -57,17 +57,19 @@ class ReadOnlyLink:
 
     def __init__(self, source: ModbusSource, timeout_s: float) -> None:
         self._client: Any
-        if source.serial is not None:
+        if isinstance(source, ModbusSerial):
             self._client = AsyncModbusSerialClient(
                 source.serial, framer=FramerType.RTU, baudrate=source.baudrate, parity=source.parity,
                 stopbits=source.stopbits, bytesize=source.bytesize, timeout=timeout_s, retries=0,
             )  # fmt: skip
+            self.rtu = True
         else:
+            assert isinstance(source, ModbusTcp | ModbusRtuOverTcp)
             framer = FramerType.RTU if source.framer == "rtu" else FramerType.SOCKET
             self._client = AsyncModbusTcpClient(
-                source.host or "", port=source.port, framer=framer, timeout=timeout_s, retries=0, reconnect_delay=0
+                source.host, port=source.port, framer=framer, timeout=timeout_s, retries=0, reconnect_delay=0
             )
-        self.rtu = source.serial is not None or source.framer == "rtu"
+            self.rtu = source.framer == "rtu"
 
     async def read(self, table: Literal["holding", "input"], address: int, count: int, unit: int) -> list[int]:
         function = self._FUNCTIONS[table]  # the only two function codes this class can send
@@ -120,11 +122,14 @@ class Gateway:
 
 
 class ModbusPoller:
-    """Polls every Modbus meter of a policy and hands each good reading to `on_reading`."""
+    """Polls every Modbus meter of a policy and hands each good reading to `on_reading`: the source (quotad.meters.
+    source) of the meters on Modbus TCP gateways, RTU over TCP and serial lines."""
 
     def __init__(self, meters: Sequence[Meter], clock: Clock, on_reading: Callable[[Reading], None]) -> None:
         self.clock, self.on_reading = clock, on_reading
         self.gateways: dict[GatewayKey, Gateway] = {}
+        self.where: dict[str, str] = {}
+        self._task: asyncio.Task[None] | None = None
         for meter in meters:
             source = meter.modbus
             if source is None:
@@ -135,6 +140,34 @@ class ModbusPoller:
                 gateway = self.gateways[key] = Gateway(key, ReadOnlyLink(source, source.timeout_s), describe(source))
             blocks = plan_blocks(fields_for(source))
             gateway.meters.append(_Polled(meter, source.unit, round(source.poll_s * MICROS_PER_S), blocks))
+            self.where[meter.id] = f"Modbus {':'.join(source.line[1:])} unit {source.unit}"
+
+    @classmethod
+    def from_config(cls, meters: Sequence[Meter], context: Context) -> ModbusPoller:
+        return cls(meters, context.clock, context.inbox.put)
+
+    # --- the source's life (quotad.meters.source.Source) -----------------------------------------------------
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> list[asyncio.Task[None]]:
+        if not self.gateways:
+            return []
+        self._task = loop.create_task(self.run(), name="modbus")
+        return [self._task]
+
+    async def ready(self, timeout: float) -> bool:
+        return True  # nothing to wait for: each meter is read at its next poll
+
+    def stop(self) -> None:
+        """Close every line (an in-flight read fails now, rather than swallow its cancellation), end the polling."""
+        for gateway in self.gateways.values():
+            gateway.link.close()
+        if self._task is not None:
+            self._task.cancel()
+
+    def status(self) -> dict[str, Any]:
+        faulty = sum(p.faulty for g in self.gateways.values() for p in g.meters)
+        lines = {g.name: {"reads": g.reads, "errors": g.errors} for g in self.gateways.values()}
+        return {"kind": "modbus", "meters": len(self.where), "faulty": faulty, "lines": lines}
 
     async def run(self) -> None:
         """Poll until cancelled; one task per gateway."""

@@ -1,15 +1,16 @@
 """The MQTT meter source: subscribes to every MQTT meter's topic and hands each valid reading on.
 
-- A paho-mqtt 2.x client (MQTT 3.1.1, persistent session) run on an asyncio loop by
-  `quotad.meters.paholoop.LoopDriver`: reading, handling and acknowledging on one thread; reconnection with a
-  back-off from 1 s to 30 s, as paho's own thread would; the daemon passes its loop to `start`, and without one
-  the source runs a loop of its own on a thread. Subscriptions (QoS 1) are made in `on_connect`, so every
+- A paho-mqtt 2.x client (MQTT 3.1.1, persistent session) made by `quotad.shell.mqtt.mqtt_client` and run on an
+  asyncio loop by `quotad.shell.mqtt.Driver`: reading, handling and acknowledging on one thread; reconnection with
+  the driver's back-off (1 s to 30 s); the daemon passes its loop to `start`, and without one the source runs a
+  loop of its own on a thread. Subscriptions (QoS 1) are made in `on_connect`, so every
   reconnection resubscribes; while quotad is away the broker queues the QoS 1 messages of its session, and a
   retained reading is delivered again on each resubscription (harmless: the ledger ignores a reading not newer
   than the meter's last).
 - Topic → meter is an exact map; each payload is parsed by `quotad.meters.formats.parse_payload` with the
   meter's `format`. A bad payload is counted per topic and logged (the first on a topic, then every 100th,
-  with the count); a message on a topic of no meter is counted. Nothing raises out of paho's callbacks.
+  with the count: `quotad.shell.pacing.Tally`); a message on a topic of no meter is counted. Nothing raises out of
+  paho's callbacks.
 - `on_reading` is called on the loop's thread, one message at a time, in arrival order. An exception it raises
   is logged and counted, never propagated into paho.
 - With `on_delivery` instead, each reading comes with its `ack`: the broker is told the message was received
@@ -26,47 +27,40 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
-from quotad.core.errors import ConfigError, Problem, ReadingError
+from quotad.config.daemon import MqttSettings
+from quotad.core.errors import ReadingError
 from quotad.core.policy import Meter
 from quotad.core.readings import Reading
-from quotad.core.topics import topic_problem
-from quotad.meters.formats import FORMATS, Format, parse_payload
-from quotad.meters.paholoop import LoopDriver
+from quotad.core.sources import default_topic
+from quotad.meters.formats import Format, parse_payload
+from quotad.meters.source import Context
 from quotad.schedule.calendar import Micros
+from quotad.shell.mqtt import Driver, client_id, mqtt_client
+from quotad.shell.pacing import Tally
 
 __all__ = ["Ack", "MeterTopic", "MqttMeters", "default_topic", "meter_topics"]
 
 log = logging.getLogger(__name__)
 MeterTopic = tuple[str, str, Format]  # (meter id, topic, payload format)
 Ack = Callable[[], object]  # tells the broker a message is safely received
-_LOG_EVERY = 100  # after the first, one warning per this many bad payloads on a topic
-
-
-def default_topic(prefix: str, township: str, meter_id: str) -> str:
-    """The topic of an MQTT meter whose `[meters.mqtt]` names none (SPEC: `P/T/meters/<meter id>`)."""
-    return f"{prefix}/{township}/meters/{meter_id}"
 
 
 def meter_topics(meters: Iterable[Meter], prefix: str, township: str) -> list[MeterTopic]:
     """(meter id, topic, format) of each of `meters` read over MQTT."""
-    return [
-        (m.id, m.mqtt.topic or default_topic(prefix, township, m.id), m.mqtt.format)
-        for m in meters
-        if m.mqtt is not None
-    ]
+    return [(m.id, m.mqtt.topic_for(prefix, township, m.id), m.mqtt.format) for m in meters if m.mqtt is not None]
+
+
+_client_id = client_id  # the module's name for it; `client_id` is also MqttMeters' parameter
 
 
 def _done() -> None:
@@ -78,20 +72,10 @@ def _wall_clock() -> Micros:
 
 
 def _topic_map(meters: Sequence[MeterTopic]) -> dict[str, tuple[str, Format]]:
-    topics: dict[str, tuple[str, Format]] = {}
-    problems: list[Problem] = []
-    for meter_id, topic, fmt in meters:
-        where = f"meters.{meter_id}.mqtt"
-        unusable = topic_problem(topic)
-        if unusable is not None:
-            problems.append(Problem("policy", 0, f"{where}.topic", f"not a concrete topic: {topic[:80]!r}: {unusable}"))
-        elif topic in topics:
-            problems.append(Problem("policy", 0, f"{where}.topic", f"{topic} is also meter {topics[topic][0]}'s"))
-        if fmt not in FORMATS:
-            problems.append(Problem("policy", 0, f"{where}.format", f"unknown format {fmt!r}"))
-        topics.setdefault(topic, (meter_id, fmt))
-    if problems:
-        raise ConfigError(problems)
+    """Topic → (meter, format). The topics come from a validated policy (quotad.config.load checks each is a concrete
+    topic, under the daemon's prefix, and that no two meters share one); the source only consumes them."""
+    topics = {topic: (meter_id, fmt) for meter_id, topic, fmt in meters}
+    assert len(topics) == len(meters), "two meters on one topic: the policy was not validated"
     return topics
 
 
@@ -101,65 +85,71 @@ class MqttMeters:
     def __init__(
         self,
         meters: Sequence[MeterTopic],
-        host: str,
-        port: int,
+        settings: MqttSettings,
         tz: ZoneInfo,
         on_reading: Callable[[Reading], None] | None = None,
         *,
         on_delivery: Callable[[Reading, Ack], None] | None = None,
         hold: Callable[[], bool] | None = None,
-        client_id: str = "quotad-meters",
-        username: str | None = None,
-        password: str | None = None,
-        ca_file: Path | str | None = None,
-        keepalive_s: int = 60,
+        client_id: str | None = None,
         now: Callable[[], Micros] | None = None,
     ) -> None:
-        """`meters`: (meter id, topic, format) each; `now`: the arrival time of a message, for the formats that
-        carry none (default: the wall clock). `client_id` must differ from every other client of the daemon."""
+        """`meters`: (meter id, topic, format) each; `settings`: the broker (`[mqtt]`); `now`: the arrival time of a
+        message, for the formats that carry none (default: the wall clock). `client_id` (default `<[mqtt]
+        client_id>-meters`) must differ from every other client of the daemon."""
         self.topics = _topic_map(meters)
-        self.host, self.port, self.tz, self.keepalive_s = host, port, tz, keepalive_s
+        self.host, self.port, self.tz, self.keepalive_s = settings.host, settings.port, tz, settings.keepalive_s
         self._on_reading, self._on_delivery, self._now = on_reading, on_delivery, now or _wall_clock
-        self.malformed: dict[str, int] = {}
-        self.unknown = 0
+        self._malformed: Tally[str] = Tally()  # per topic
+        self._unknown: Tally[str] = Tally()  # one key: messages on no meter's topic
+        self._failures: Tally[str] = Tally()  # one key: readings the handler failed on
         self.received = 0
         self.delivered = 0
-        self.callback_errors = 0
         self.connections = 0
         self.refused_topics: list[str] = []
         self._lock = threading.Lock()
         self._ready = threading.Event()
         self._down = False
         self._subscribe_mid: int | None = None
-        self.client = mqtt.Client(
-            # A persistent session with QoS 1 subscriptions: while quotad is down or reconnecting, the broker keeps
-            # the meters' messages for it, so no reading is lost (the broker's max_queued_messages must allow it).
-            CallbackAPIVersion.VERSION2,
-            client_id=client_id,
-            clean_session=False,
-            protocol=MQTTProtocolVersion.MQTTv311,
-        )
-        if username is not None:
-            self.client.username_pw_set(username, password)
-        if ca_file is not None:
-            self.client.tls_set(ca_certs=str(ca_file), tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        # A persistent session with QoS 1 subscriptions: while quotad is down or reconnecting, the broker keeps the
+        # meters' messages for it, so no reading is lost (the broker's max_queued_messages must allow it).
+        self.client = mqtt_client(settings, client_id or _client_id(settings, "meters"), clean=False)
         if on_delivery is not None:
             self.client.manual_ack_set(True)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
-        self._driver = LoopDriver(
+        self._driver = Driver(
             self.client, "mqtt-meters", progress=lambda: self.received, unreachable=self._unreachable, hold=hold
         )
+        self.where = {meter_id: f"MQTT topic {topic}" for meter_id, topic, _fmt in meters}
+
+    @classmethod
+    def from_config(cls, meters: Sequence[Meter], context: Context) -> MqttMeters | None:
+        """The source of the policy's MQTT meters, reading the daemon's broker into its inbox; None without `[mqtt]`
+        (the configuration warned: they are not read)."""
+        settings = context.mqtt
+        if settings is None:
+            return None
+        policy = context.policy
+        return cls(
+            meter_topics(meters, settings.topic_prefix, policy.township.id), settings, policy.township.tz,
+            on_delivery=context.inbox.put, hold=context.inbox.full, now=context.clock.now,
+        )  # fmt: skip
 
     # --- lifecycle ------------------------------------------------------------------------------------------
 
-    def start(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+    def start(self, loop: asyncio.AbstractEventLoop | None = None) -> list[asyncio.Task[None]]:
         """Connect in the background on `loop` (from that loop's thread), or on a loop of its own on a thread of
-        its own when none is given; returns at once. See `wait_connected`."""
+        its own when none is given; returns at once (no task of the caller's to cancel). See `wait_connected`."""
         self.client.connect_async(self.host, self.port, keepalive=self.keepalive_s)
         self._driver.start(loop)
+        return []
+
+    async def ready(self, timeout: float) -> bool:
+        """Connected and subscribed within `timeout` s (the daemon says READY=1 then)."""
+        return await asyncio.to_thread(self._ready.wait, timeout)
 
     def stop(self) -> None:
         """Disconnect (what is not acknowledged stays with the broker). Idempotent."""
@@ -185,7 +175,21 @@ class MqttMeters:
     @property
     def malformed_total(self) -> int:
         with self._lock:
-            return sum(self.malformed.values())
+            return self._malformed.total
+
+    @property
+    def malformed(self) -> dict[str, int]:
+        """Malformed payloads so far, per topic."""
+        with self._lock:
+            return dict(self._malformed.counts)
+
+    @property
+    def unknown(self) -> int:
+        return self._unknown.total
+
+    @property
+    def callback_errors(self) -> int:
+        return self._failures.total
 
     @property
     def stats(self) -> dict[str, Any]:
@@ -196,10 +200,13 @@ class MqttMeters:
                 "connections": self.connections,
                 "received": self.received,
                 "delivered": self.delivered,
-                "malformed": dict(self.malformed),
+                "malformed": dict(self._malformed.counts),
                 "unknown": self.unknown,
                 "callback_errors": self.callback_errors,
             }
+
+    def status(self) -> dict[str, Any]:
+        return {"kind": "mqtt", "broker": f"{self.host}:{self.port}", **self.stats}
 
     # --- paho callbacks (the loop's thread) -----------------------------------------------------------------
 
@@ -255,9 +262,8 @@ class MqttMeters:
         if entry is None:
             ack()
             with self._lock:
-                self.unknown += 1
-                count = self.unknown
-            if count == 1 or count % _LOG_EVERY == 0:
+                count = self._unknown.hit("")
+            if count is not None:
                 log.info("message on %s, which is no meter's topic (%d such so far)", topic, count)
             return
         meter_id, fmt = entry
@@ -276,15 +282,14 @@ class MqttMeters:
         except Exception:
             ack()  # what the handler could not take is counted and logged: not asked for again
             with self._lock:
-                self.callback_errors += 1
-                count = self.callback_errors
-            if count == 1 or count % _LOG_EVERY == 0:
+                count = self._failures.hit("")
+            if count is not None:
                 log.exception("the reading handler failed on %s (%d failures so far)", topic, count)
             return
         self.delivered += 1
 
     def _count_malformed(self, topic: str, reason: str) -> None:
         with self._lock:
-            count = self.malformed[topic] = self.malformed.get(topic, 0) + 1
-        if count == 1 or count % _LOG_EVERY == 0:
+            count = self._malformed.hit(topic)
+        if count is not None:
             log.warning("malformed payload on %s (%d so far on this topic): %s", topic, count, reason)

@@ -26,12 +26,13 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 from quotad.config.daemon import MqttSettings
 from quotad.core.feed import TownshipModel
 from quotad.core.policy import Meter, Policy
-from quotad.meters.mqtt import default_topic
+from quotad.core.sources import ModbusRtuOverTcp, ModbusSerial, MqttSource
 from quotad.meters.registers import encode
 from quotad.meters.templates import RegisterField, fields_for
 from quotad.schedule.calendar import MICROS_PER_S, Micros
 from quotad.shell.clock import Clock
-from quotad.shell.sinks import mqtt_client
+from quotad.shell.mqtt import Driver, mqtt_client
+from quotad.shell.pacing import Backoff
 
 __all__ = ["Simulator", "payload"]
 
@@ -71,10 +72,10 @@ class Simulator:
         self.servers: list[ModbusTcpServer] = []
         self.ports: dict[tuple[str, int], list[Meter]] = {}
         for meter in policy.meters:
-            source = meter.modbus
-            if source is None or meter.firm is None:
+            source = meter.source
+            if meter.firm is None or isinstance(source, MqttSource):
                 continue
-            if source.serial is not None or source.host is None:
+            if isinstance(source, ModbusSerial):
                 log.warning("meter %s is on a serial line: the simulator serves Modbus TCP only", meter.id)
                 continue
             self.ports.setdefault((source.host, source.port), []).append(meter)
@@ -88,7 +89,7 @@ class Simulator:
                 group.create_task(self._publish(), name="simulated MQTT meters")
 
     async def _serve(self, host: str, port: int, meters: Sequence[Meter]) -> None:
-        framer = FramerType.RTU if meters[0].modbus and meters[0].modbus.framer == "rtu" else FramerType.SOCKET
+        framer = FramerType.RTU if isinstance(meters[0].source, ModbusRtuOverTcp) else FramerType.SOCKET
         devices = [self._device(m) for m in meters]
         server = ModbusTcpServer(
             context=devices, framer=framer, address=(host, port), trace_pdu=self._trace, ignore_missing_devices=True
@@ -147,16 +148,16 @@ class Simulator:
         assert self.mqtt is not None
         meters = [m for m in self.policy.meters if m.mqtt is not None and m.firm is not None]
         client = mqtt_client(self.mqtt, f"quotad-sim-{self.policy.township.id}", clean=True)
-        client.reconnect_delay_set(1, 10)
+        driver = Driver(client, "simulated MQTT meters", backoff=Backoff(1.0, 10.0))
         client.connect_async(self.mqtt.host, self.mqtt.port)
-        client.loop_start()
+        driver.start(asyncio.get_running_loop())
         try:
             t = (self.clock.now() // _MINUTE + 1) * _MINUTE
             while True:
                 await self.clock.sleep_until(t)
                 for meter in meters:
                     if meter.mqtt is not None and not self.model.silent(meter.id, t):
-                        topic = meter.mqtt.topic or default_topic(self.prefix, self.policy.township.id, meter.id)
+                        topic = meter.mqtt.topic_for(self.prefix, self.policy.township.id, meter.id)
                         body = payload(
                             meter.mqtt.format, self.model.counter(meter.id, t), self.model.power_kw(meter.id, t),
                             self.model.cal.isoformat(t), t / MICROS_PER_S,
@@ -165,8 +166,7 @@ class Simulator:
                         self.published += 1
                 t = max(t + _MINUTE, (self.clock.now() // _MINUTE) * _MINUTE)
         finally:
-            client.loop_stop()
-            client.disconnect()
+            driver.stop()
 
 
 def _words(field: RegisterField) -> int:

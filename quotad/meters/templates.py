@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from quotad.core.errors import DecodeError, MeterError
 from quotad.core.i18n import _
-from quotad.core.policy import ModbusSource
+from quotad.core.sources import ModbusSource
 from quotad.meters.registers import RegisterType, WordOrder, decoder, word_count
 
 __all__ = [

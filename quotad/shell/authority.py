@@ -22,16 +22,17 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-import threading
 import time
 from collections.abc import Callable, Mapping
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.reasoncodes import ReasonCode
 
 from quotad.config.daemon import MqttSettings
 from quotad.core.engine import Engine
 from quotad.core.outputs import Message, order_message, topic
-from quotad.shell.sinks import MqttSink, mqtt_client
+from quotad.shell.mqtt import Driver, client_id, mqtt_client
+from quotad.shell.sinks import MqttSink
 
 __all__ = ["corrections", "own_retained", "retained_under"]
 
@@ -68,12 +69,14 @@ def _not_ours(rest: str, firms: set[str]) -> bool:
     return False
 
 
-def retained_under(settings: MqttSettings, wanted: str, quiet_s: float = 0.5, limit_s: float = 5.0) -> dict[str, bytes]:
-    """The messages retained on the topic filter `wanted` (topic -> payload): a clean session subscribes, and what
-    the broker sends for the subscription is taken until it has been quiet for `quiet_s` (bounded by `limit_s`).
-    Blocking: run it on a worker thread."""
+async def retained_under(
+    settings: MqttSettings, wanted: str, quiet_s: float = 0.5, limit_s: float = 5.0
+) -> dict[str, bytes]:
+    """The messages retained on the topic filter `wanted` (topic -> payload): a clean session subscribes, on the
+    running loop, and what the broker sends for the subscription is taken until it has been quiet for `quiet_s`
+    (bounded by `limit_s`)."""
     found: dict[str, bytes] = {}
-    subscribed = threading.Event()
+    subscribed, failed = asyncio.Event(), asyncio.Event()
     last = [time.monotonic()]
 
     def on_message(client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
@@ -81,27 +84,37 @@ def retained_under(settings: MqttSettings, wanted: str, quiet_s: float = 0.5, li
             found[message.topic] = bytes(message.payload)
         last[0] = time.monotonic()
 
-    client = mqtt_client(settings, f"{settings.client_id}-retained", clean=True)
-    client.on_connect = lambda c, userdata, flags, reason, props: None if reason.is_failure else c.subscribe(wanted, 0)
+    def unreachable(exc: Exception) -> None:
+        log.warning("cannot read what is retained under %s: %s", wanted, exc)
+        failed.set()
+
+    def on_connect(client: mqtt.Client, userdata: object, flags: object, reason: ReasonCode, props: object) -> None:
+        if not reason.is_failure:
+            driver.connected()
+            client.subscribe(wanted, 0)
+
+    client = mqtt_client(settings, client_id(settings, "retained"), clean=True)
+    client.on_connect = on_connect
     client.on_subscribe = lambda c, userdata, mid, codes, props: subscribed.set()
     client.on_message = on_message
+    driver = Driver(client, "mqtt-retained", unreachable=unreachable)
+    client.connect_async(settings.host, settings.port, keepalive=settings.keepalive_s)
+    driver.start(asyncio.get_running_loop())
     deadline = time.monotonic() + limit_s
     try:
-        client.connect(settings.host, settings.port, keepalive=settings.keepalive_s)
-    except OSError as exc:
-        log.warning("cannot read what is retained under %s: %s", wanted, exc)
-        return found
-    client.loop_start()
-    try:
-        if subscribed.wait(limit_s):
+        waiters = [asyncio.create_task(subscribed.wait()), asyncio.create_task(failed.wait())]
+        await asyncio.wait(waiters, timeout=limit_s, return_when=asyncio.FIRST_COMPLETED)
+        for waiter in waiters:
+            waiter.cancel()
+        if subscribed.is_set():
             last[0] = time.monotonic()
             while time.monotonic() < deadline and time.monotonic() - last[0] < quiet_s:
-                time.sleep(0.05)
-        else:
+                await asyncio.sleep(0.05)
+        elif not failed.is_set():
             log.warning("cannot read what is retained under %s: no subscription within %.0f s", wanted, limit_s)
     finally:
-        client.disconnect()
-        client.loop_stop()
+        driver.stop()
+        await driver.closed(1.0)
     return dict(found)
 
 
@@ -113,7 +126,7 @@ async def own_retained(
     await sink.connected.wait()
     engine, _day = now()
     wanted = topic(prefix, engine.policy.township.id, "#")
-    found = await asyncio.to_thread(retained_under, settings, wanted)
+    found = await retained_under(settings, wanted)
     engine, day = now()
     fixes = corrections(engine, prefix, day, found)
     for message in fixes:  # on the loop's thread, as the outbox's: what the journal says later is published later

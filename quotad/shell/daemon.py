@@ -1,7 +1,8 @@
 """`quotad run`: the daemon. Meters in, the same core as `replay`, alerts and points out, nothing lost.
 
-One asyncio loop. Sources (Modbus poller, MQTT meters) put readings on a queue; the ingest loop hands each to
-the journal (engine + durable log + outboxes, one transaction); the sinks deliver the outboxes; apscheduler's
+One asyncio loop. The sources (built from the policy by `quotad.meters.registry`: the Modbus poller, the MQTT
+meters) put readings in the inbox; the ingest loop (`quotad.shell.ingest`) hands each to the journal (engine +
+durable log + outboxes, one transaction); the sinks deliver the outboxes; apscheduler's
 asyncio scheduler runs the timed work on a one-second tick (day rollover, notices, statuses, operators'
 requests, the systemd watchdog) and snapshots. SIGHUP reloads the policy (a broken one is refused and the
 running one kept); SIGTERM stops cleanly: the outboxes flushed as far as the peers allow, `offline` said.
@@ -24,14 +25,11 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
 
-from quotad.config.daemon import read_secret
 from quotad.config.load import Loaded, load
-from quotad.core.alerts import Alert
 from quotad.core.engine import Engine
-from quotad.core.errors import ConfigError, QuotadError, ReadingError, StoreError
+from quotad.core.errors import ConfigError, QuotadError, StoreError
 from quotad.core.outputs import Message, topic
 from quotad.core.policy import Policy
-from quotad.core.readings import Reading
 from quotad.core.views import (
     daemon_status,
     event_now,
@@ -42,36 +40,28 @@ from quotad.core.views import (
     systemd_status,
     township_status_messages,
 )
-from quotad.meters.modbus import ModbusPoller
-from quotad.meters.mqtt import MqttMeters, meter_topics
-from quotad.schedule.calendar import MICROS_PER_S, to_micros
+from quotad.meters.registry import build_sources
+from quotad.meters.source import Context, Source
+from quotad.schedule.calendar import to_micros
 from quotad.shell.authority import own_retained
 from quotad.shell.clock import Clock, shared_anchor
-from quotad.shell.inbox import Inbox, Item
+from quotad.shell.inbox import Inbox
+from quotad.shell.ingest import Ingesting, retry_backoff
 from quotad.shell.journal import Journal
 from quotad.shell.notify import notify, watchdog_interval_s
+from quotad.shell.pacing import Tally
 from quotad.shell.sinks import InfluxSink, MqttSink
 from quotad.shell.store import DaemonLock, Store
 
 __all__ = ["Daemon", "DaemonLock"]
 
 log = logging.getLogger(__name__)
-FUTURE_LIMIT = 5 * 60 * MICROS_PER_S  # a reading stamped further ahead of the clock is refused
 _STATUS_MIN_S, _STATUS_MAX_S = 5.0, 300.0
 _STATUS_CHUNK = 20  # firm statuses published at a time: paho keeps 20 QoS 1 messages in flight
 _STATUS_SPAN_S = 0.5  # what a tick may spend publishing firms' statuses
-_RETRY_MIN_S, _RETRY_MAX_S = 1.0, 60.0  # a refused write is tried again after 1 s, doubling up to a minute
 
 
-class _Faulted(Exception):
-    """The core failed on the batch's reading `index` (a bug, or a value no check foresaw)."""
-
-    def __init__(self, index: int, why: str) -> None:
-        super().__init__(why)
-        self.index, self.why = index, why
-
-
-class Daemon:
+class Daemon(Ingesting):
     def __init__(self, loaded: Loaded, config_path: Path) -> None:
         if loaded.daemon is None:
             msg = f"{config_path} is a policy file: `quotad run` needs the daemon file that names it"
@@ -93,12 +83,13 @@ class Daemon:
         self.prefix = mqtt.topic_prefix if mqtt else None
         self.journal = Journal(self.store, loaded.policy, self.prefix, self.settings.influx is not None)
         self.inbox: Inbox | None = None  # made by `run`, on its loop
-        self.rejected: dict[str, int] = {}
-        self.sources = _sources(loaded)
+        self.rejected: Tally[str] = Tally()  # readings refused, per meter
+        self.sources: list[Source] = []  # made by `run`, on its loop
+        self.where: dict[str, str] = {}  # where each meter is read, for the log lines that name it
         # A write the state directory refused (a full disk): set until a write succeeds again; meanwhile readings
         # stay unacknowledged, the writes are tried again with backoff, and the daemon says why it is degraded.
         self.trouble: StoreError | None = None
-        self._retry_at, self._retry_s, self._commits_then = 0.0, _RETRY_MIN_S, 0
+        self._retry_at, self._retry, self._commits_then = 0.0, retry_backoff(), 0
         self._said_ready = False
         self._status_sent: dict[str, tuple[str, float]] = {}
         self._day: dt.date | None = None
@@ -108,8 +99,6 @@ class Daemon:
         self._tasks: list[asyncio.Task[None]] = []
         self.mqtt_sink: MqttSink | None = None
         self.influx_sink: InfluxSink | None = None
-        self.meters_mqtt: MqttMeters | None = None
-        self.poller: ModbusPoller | None = None
         self.wakes = {"mqtt": asyncio.Event(), "influx": asyncio.Event()}
 
     def _clock(self) -> Clock:
@@ -157,8 +146,7 @@ class Daemon:
         return self.exit_code
 
     async def _ready(self) -> None:
-        if self.meters_mqtt is not None:
-            await asyncio.to_thread(self.meters_mqtt.wait_connected, 30.0)
+        await asyncio.gather(*(source.ready(30.0) for source in self.sources))
         if self.mqtt_sink is not None and self.prefix is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.mqtt_sink.connected.wait(), 10.0)
@@ -189,24 +177,12 @@ class Daemon:
             wake.set()
 
     def _start_sources(self, inbox: Inbox) -> None:
-        policy = self.journal.policy
-        poller = self.poller = ModbusPoller(policy.meters, self.clock, inbox.put)
-        if poller.gateways:
-            self._tasks.append(asyncio.create_task(poller.run(), name="modbus"))
-        mqtt_meters = [m for m in policy.meters if m.mqtt is not None]
-        settings = self.settings.mqtt
-        if mqtt_meters and settings is not None:
-            password = read_secret(settings.password_file).get_secret_value() if settings.password_file else None
-            self.meters_mqtt = MqttMeters(
-                meter_topics(mqtt_meters, settings.topic_prefix, policy.township.id),
-                settings.host, settings.port, policy.township.tz,
-                on_delivery=inbox.put, hold=inbox.full,
-                client_id=f"{settings.client_id}-meters", username=settings.username, password=password,
-                ca_file=settings.ca_file, keepalive_s=settings.keepalive_s, now=self.clock.now,
-            )  # fmt: skip
-            self.meters_mqtt.start(asyncio.get_running_loop())  # paho on the daemon's loop: no second thread
-        elif mqtt_meters:
-            log.warning("%d MQTT meters but no [mqtt] section: they are not read", len(mqtt_meters))
+        """The policy's meters read by the sources its meters' kinds name (quotad.meters.registry), on this loop."""
+        policy, loop = self.journal.policy, asyncio.get_running_loop()
+        self.sources = build_sources(policy.meters, Context(policy, self.settings.mqtt, self.clock, inbox))
+        for source in self.sources:
+            self.where.update(source.where)
+            self._tasks += source.start(loop)
 
     async def _shutdown(self) -> None:
         notify("STOPPING=1")
@@ -214,12 +190,10 @@ class Daemon:
         log.info("stopping: no more readings; flushing the outboxes for up to 3 s")
         if self.inbox is not None:
             self.inbox.closed = True  # what is read from now on stays unacknowledged: the broker keeps it
-        if self.meters_mqtt is not None:
-            self.meters_mqtt.stop()
+        for source in self.sources:
+            source.stop()
+            log.info("stopping: source %s", source.status())
         await self._drain(3.0)
-        if self.poller is not None:  # an in-flight read fails now, rather than swallow its cancellation
-            for gateway in self.poller.gateways.values():
-                gateway.link.close()
         for task in self._tasks:
             task.cancel()
         _done, pending = await asyncio.wait(self._tasks, timeout=5.0) if self._tasks else (set(), set())
@@ -232,7 +206,7 @@ class Daemon:
             log.info("stopping: %s left in the outboxes, delivered at the next start", backlog)
         self._snapshot()
         if self.mqtt_sink is not None:
-            self.mqtt_sink.stop()
+            await self.mqtt_sink.stop()
         self.store.close()
         self.lock.release()
         faulthandler.cancel_dump_traceback_later()
@@ -251,107 +225,7 @@ class Daemon:
                 return
             await asyncio.sleep(0.05)
 
-    # -- readings ------------------------------------------------------------------------------
-
-    async def _ingest(self) -> None:
-        """Readings from the inbox into the journal, a batch per transaction; each acknowledged to its broker
-        only once the batch is durable, so a crash anywhere loses none (the broker sends them again)."""
-        try:
-            await self._ingest_batches()
-        except Exception:  # a bug: the engine may be ahead of the journal; a restart rebuilds it from the journal
-            log.exception("ingesting readings failed: stopping, so that a restart rebuilds the state from the journal")
-            self.exit_code = 1
-            self._stop.set()
-
-    async def _ingest_batches(self) -> None:
-        assert self.inbox is not None
-        while True:
-            batch = await self.inbox.take()
-            alerts, refused = await self._journal_batch(batch)
-            for _reading, ack in batch:
-                if ack is not None:
-                    ack()
-            for reading, why in refused:
-                self._reject(reading.meter, why)
-            for alert in alerts:
-                log.warning("%s %s", alert.id, alert.message)
-            for wake in self.wakes.values():
-                wake.set()
-            await asyncio.sleep(0)  # the sinks and the tick get their turn between batches
-
-    async def _journal_batch(self, batch: list[Item]) -> tuple[list[Alert], list[tuple[Reading, str]]]:
-        """Journal `batch` in one transaction, trying again until it is durable: a write the disk refuses is tried
-        again with backoff (the engine rebuilt from the journal each time, so it never runs ahead of it); a reading
-        the core fails on is set apart (journaled as rejected) and the rest of the batch goes on."""
-        quarantined: dict[int, str] = {}
-        while True:
-            if self.trouble is not None:
-                await asyncio.sleep(max(0.0, self._retry_at - time.monotonic()))
-            try:
-                return self._write_batch(batch, quarantined)
-            except _Faulted as fault:
-                reading = batch[fault.index][0]
-                quarantined[fault.index] = f"the core failed on it: {fault.why}"
-                log.error("reading of meter %s (%s) set apart: the core failed on it (%s): %r",
-                          reading.meter, self.sources.get(reading.meter, "?"), fault.why, reading,
-                          exc_info=fault.__cause__ if self.rejected.get(reading.meter) is None else None)  # fmt: skip
-                self._rebuild()  # the core may have half-applied it
-            except StoreError as exc:
-                self._refused(exc)
-
-    def _write_batch(
-        self, batch: list[Item], quarantined: dict[int, str]
-    ) -> tuple[list[Alert], list[tuple[Reading, str]]]:
-        journal, alerts, refused = self.journal, [], []
-        limit = self.clock.now() + FUTURE_LIMIT
-        with self.store.batch():
-            for index, (reading, _ack) in enumerate(batch):
-                why = quarantined.get(index)
-                if why is None and reading.t > limit:
-                    why = "stamped more than 5 minutes ahead of the clock"
-                if why is None:
-                    try:
-                        alerts += journal.record_reading(reading)
-                        continue
-                    except ReadingError as exc:  # refused before anything was counted
-                        why = str(exc)
-                    except Exception as exc:  # whatever it is, one reading never stops ingestion
-                        raise _Faulted(index, f"{type(exc).__name__}: {exc}") from exc
-                journal.record_rejected(reading, why)
-                refused.append((reading, why))
-        self._written()
-        return alerts, refused
-
-    def _reject(self, meter: str, why: str) -> None:
-        count = self.rejected[meter] = self.rejected.get(meter, 0) + 1
-        if count == 1 or count % 100 == 0:
-            log.warning("reading of meter %s (%s) refused (%d so far): %s", meter, self.sources.get(meter, "?"),
-                        count, why)  # fmt: skip
-
-    # -- a state directory that refuses writes -------------------------------------------------
-
-    def _refused(self, exc: StoreError) -> None:
-        """A write was refused: nothing of it is committed, but the engine may have applied it. The engine is rebuilt
-        from the journal (what is committed), and the write is tried again after a backoff."""
-        first = self.trouble is None
-        self.trouble, self._commits_then = exc, self.store.commits
-        self._rebuild()
-        self._retry_at = time.monotonic() + self._retry_s
-        if first:
-            log.error(
-                "%s: quotad is degraded: readings are held unacknowledged (their brokers keep them) and the write is "
-                "tried again, from every %.0f s up to every %.0f s", exc, _RETRY_MIN_S, _RETRY_MAX_S,
-            )  # fmt: skip
-            self._say_state()
-        self._retry_s = min(self._retry_s * 2, _RETRY_MAX_S)
-
-    def _written(self) -> None:
-        """A write succeeded: the state directory takes writes again."""
-        self._retry_s = _RETRY_MIN_S
-        if self.trouble is not None:
-            log.warning("the state directory %s takes writes again: quotad resumes", self.settings.state_dir)
-            self.trouble = None
-            self._say_state()
+    # -- a state directory that refuses writes (the batches and their faults: quotad.shell.ingest) ---------------
 
     def _rebuild(self, policy: Policy | None = None) -> None:
         """The engine as the journal has it (the latest snapshot and the events after it), under `policy` (a
@@ -402,7 +276,7 @@ class Daemon:
         engine = self.journal.engine
         status = systemd_status(engine, event_now(engine, now))
         if self.rejected:
-            refused, meters = sum(self.rejected.values()), len(self.rejected)
+            refused, meters = self.rejected.total, len(self.rejected)
             status += f"; readings refused: {refused} from {meters} meter(s), see the log"
         if self.trouble is not None:
             status = f"DEGRADED, {self._trouble_text()}; {status}"
@@ -532,23 +406,9 @@ class Daemon:
         return topic(self.prefix, self.journal.policy.township.id, *parts)
 
 
-def _sources(loaded: Loaded) -> dict[str, str]:
-    """Where each meter is read: its MQTT topic, or its Modbus gateway and unit (what a refusal's log line names)."""
-    settings = loaded.daemon.mqtt if loaded.daemon is not None else None
-    prefix = settings.topic_prefix if settings is not None else "quotad"
-    policy = loaded.policy
-    topics = meter_topics(policy.meters, prefix, policy.township.id)
-    where = {meter: f"MQTT topic {mqtt_topic}" for meter, mqtt_topic, _fmt in topics}
-    for m in policy.meters:
-        if m.modbus is not None:
-            line = m.modbus.serial or f"{m.modbus.host}:{m.modbus.port}"
-            where[m.id] = f"Modbus {line} unit {m.modbus.unit}"
-    return where
-
-
 def _how_read(loaded: Loaded) -> list[dict[str, object]]:
     """Which meters are read, and how: what the running sources were built from."""
-    return [m.model_dump(include={"id", "modbus", "mqtt"}) for m in loaded.policy.meters]
+    return [m.model_dump(include={"id", "source"}) for m in loaded.policy.meters]
 
 
 def run(loaded: Loaded, config_path: Path) -> int:

@@ -17,7 +17,6 @@ import base64
 import collections
 import contextlib
 import logging
-import ssl
 import time
 import urllib.error
 import urllib.parse
@@ -26,7 +25,6 @@ from collections.abc import Callable
 from functools import partial
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -35,40 +33,25 @@ from quotad.config.daemon import InfluxSettings, MqttSettings, read_secret
 from quotad.core.errors import StoreError
 from quotad.core.outputs import Message
 from quotad.shell.bounds import OutboxBound
+from quotad.shell.mqtt import Driver, client_id, mqtt_client
+from quotad.shell.pacing import Backoff
 from quotad.shell.store import Store
 
-__all__ = ["InfluxSink", "MqttSink", "mqtt_client"]
+__all__ = ["InfluxSink", "MqttSink"]
 
 log = logging.getLogger(__name__)
 _WINDOW = 200  # outbox messages published and not yet answered, at most
 _SESSION_S = 7 * 24 * 3600  # how long the broker keeps the sink's session (its messages in flight) while away
 
 
-def mqtt_client(settings: MqttSettings, client_id: str, *, clean: bool, v5: bool = False) -> mqtt.Client:
-    """A paho 2.x client for `settings`: credentials from the password file, TLS when a CA file is named.
-    `v5`: MQTT 5, whose session is chosen at connection (`connect_async(clean_start=...)`), not here."""
-    if v5:
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTProtocolVersion.MQTTv5)
-    else:
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean, protocol=MQTTProtocolVersion.MQTTv311
-        )
-    if settings.username is not None:
-        password = read_secret(settings.password_file).get_secret_value() if settings.password_file else None
-        client.username_pw_set(settings.username, password)
-    if settings.ca_file is not None:
-        client.tls_set(ca_certs=str(settings.ca_file), tls_version=ssl.PROTOCOL_TLS_CLIENT)
-    client.reconnect_delay_set(min_delay=1, max_delay=30)
-    client.max_queued_messages_set(0)
-    return client
-
-
 class MqttSink:
-    """Publishes the `mqtt` outbox, and retained statuses directly (a status is state, re-sent anyway)."""
+    """Publishes the `mqtt` outbox, and retained statuses directly (a status is state, re-sent anyway). Its client
+    runs on the daemon's loop (`quotad.shell.mqtt.Driver`): publications, acknowledgements and callbacks all on the
+    loop's thread."""
 
     def __init__(self, settings: MqttSettings, store: Store, daemon_topic: str) -> None:
         self.settings, self.store, self.daemon_topic = settings, store, daemon_topic
-        self.client = mqtt_client(settings, settings.client_id, clean=False, v5=True)
+        self.client = mqtt_client(settings, client_id(settings), clean=False, v5=True)
         self.client.will_set(daemon_topic, "offline", qos=1, retain=True)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
@@ -85,8 +68,10 @@ class MqttSink:
         # the deliver loop waits for the first unanswered PUBACK (they come in order): paho's thread wakes it then
         self._awaited_mid: int | None = None
         self._answered = asyncio.Event()
+        self._driver = Driver(self.client, "mqtt-sink", unreachable=self._unreachable)
 
     def start(self) -> None:
+        """Connect in the background, on the running loop."""
         self._loop = asyncio.get_running_loop()
         session = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         session.SessionExpiryInterval = _SESSION_S  # messages in flight survive a reconnection, as in 3.1.1's
@@ -94,12 +79,19 @@ class MqttSink:
             self.settings.host, self.settings.port, keepalive=self.settings.keepalive_s,
             clean_start=False, properties=session,
         )  # fmt: skip
-        self.client.loop_start()
+        self._driver.start(self._loop)
+
+    def _unreachable(self, exc: Exception) -> None:
+        if not self._was_down and not self._stopping:
+            where = f"{self.settings.host}:{self.settings.port}"
+            log.warning("cannot reach MQTT broker %s (%s); alerts wait in the outbox", where, exc)
+        self._was_down = True
 
     def _on_connect(self, client: mqtt.Client, userdata: object, flags: object, reason: object, props: object) -> None:
         if getattr(reason, "is_failure", False):
             log.warning("MQTT broker %s:%d refused the connection: %s", self.settings.host, self.settings.port, reason)
             return
+        self._driver.connected()
         if self._was_down:
             log.info("MQTT broker %s:%d is back", self.settings.host, self.settings.port)
         self._was_down = False
@@ -224,13 +216,16 @@ class MqttSink:
             await durably(partial(self.store.requeue, "mqtt", refused))
         return len(refused)
 
-    def stop(self) -> None:
+    async def stop(self) -> None:
         """Say `offline` (retained), then disconnect: the last will is for when we cannot say it."""
         self._stopping = True
         if self.connected.is_set():
-            self.client.publish(self.daemon_topic, "offline", qos=1, retain=True).wait_for_publish(timeout=2.0)
-        self.client.disconnect()
-        self.client.loop_stop()
+            said = self.client.publish(self.daemon_topic, "offline", qos=1, retain=True)
+            deadline = time.monotonic() + 2.0
+            while not said.is_published() and self.connected.is_set() and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+        self._driver.stop()
+        await self._driver.closed(2.0)
 
 
 async def durably(write: Callable[[], None], retry_s: float = 1.0) -> None:
@@ -281,7 +276,7 @@ class InfluxSink:
         return f"Token {self.token}" if self.token else None
 
     async def deliver(self, wake: asyncio.Event, retry_s: float = 2.0, max_retry_s: float = 30.0) -> None:
-        delay = retry_s
+        backoff = Backoff(retry_s, max_retry_s)
         while True:
             self.bound.enforce()
             pending = self.store.pending_text("influx", 5000)
@@ -295,12 +290,12 @@ class InfluxSink:
                 await asyncio.to_thread(self._write, body)
             except (OSError, urllib.error.URLError, RuntimeError) as exc:
                 self._failed(exc)
-                await self._pause(delay)  # the bound is kept by this loop alone: never with a batch in flight
-                delay = min(delay * 2, max_retry_s)
+                await self._pause(backoff.next())  # the bound is kept by this loop alone: never with a batch in flight
                 continue
             if self.down:
                 log.info("InfluxDB at %s is back", self.settings.url)
-            self.down, self.fault, delay = False, None, retry_s
+            self.down, self.fault = False, None
+            backoff.reset()
             await durably(partial(self.store.acknowledge_through, "influx", last))
             self.delivered += body.count("\n") + 1  # points
 

@@ -8,7 +8,8 @@ import json
 import tomllib
 from pathlib import Path
 
-from quotad.commands.watch import _status_text, format_alert
+from quotad.commands.status_text import status_text as _status_text
+from quotad.commands.watch import format_alert
 from quotad.config.load import Loaded
 from quotad.core.policy import Policy
 from quotad.core.views import rota_notice, status_messages

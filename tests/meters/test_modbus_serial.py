@@ -16,8 +16,9 @@ from pymodbus.server import ModbusSerialServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from quotad.config.load import load
-from quotad.core.policy import ModbusSource, Policy
+from quotad.core.policy import Policy
 from quotad.core.readings import Reading
+from quotad.core.sources import ModbusSource
 from quotad.meters.modbus import ModbusPoller, gateway_key
 from quotad.meters.registers import encode
 from quotad.shell.clock import Clock
@@ -156,6 +157,6 @@ def test_a_gateway_is_its_physical_port(one: dict[str, object], other: dict[str,
     disagree on one port are a configuration error (tests/config/broken/modbus_*_conflicting_settings.toml)."""
 
     def source(fields: dict[str, object]) -> ModbusSource:
-        return ModbusSource.model_validate({"template": "sdm630", **fields})
+        return ModbusSource.from_table({"template": "sdm630", **fields})
 
     assert (gateway_key(source(one)) == gateway_key(source(other))) is same_owner

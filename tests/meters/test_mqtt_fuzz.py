@@ -24,6 +24,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from quotad.config.daemon import MqttSettings
 from quotad.core.errors import ReadingError
 from quotad.core.readings import Reading
 from quotad.meters.formats import FORMATS, Format, parse_payload
@@ -32,6 +33,13 @@ from tests.brokers import Mosquitto
 from tests.conftest import at
 
 TZ = ZoneInfo("Asia/Shanghai")
+
+
+def at_broker(broker: Mosquitto) -> MqttSettings:
+    """The `[mqtt]` of a daemon using `broker`."""
+    return MqttSettings(host=broker.host, port=broker.port)
+
+
 ARRIVED = at("2010-10-20 08:00:30")
 PER_FORMAT, UNKNOWN = 10_000, 2_000
 LOGGER = "quotad.meters.mqtt"
@@ -134,7 +142,7 @@ def test_ten_thousand_generated_payloads_per_format_through_the_broker(
         with lock:
             readings.append(reading)
 
-    source = MqttMeters([(f"m-{fmt}", topics[fmt], fmt) for fmt in FORMATS], broker.host, broker.port, TZ, collect,
+    source = MqttMeters([(f"m-{fmt}", topics[fmt], fmt) for fmt in FORMATS], at_broker(broker), TZ, collect,
                         client_id="fuzz-meters", now=lambda: ARRIVED)  # fmt: skip
     source.start()
     publisher = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="fuzz-publisher")

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 import paho.mqtt.client as mqtt
 import pytest
 
-from quotad.core.errors import ConfigError
+from quotad.config.daemon import MqttSettings
 from quotad.core.policy import Policy
 from quotad.core.readings import Reading
 from quotad.meters.formats import Format
@@ -29,6 +29,13 @@ from tests.brokers import Mosquitto, free_port
 from tests.conftest import at
 
 TZ = ZoneInfo("Asia/Shanghai")
+
+
+def at_broker(broker: Mosquitto) -> MqttSettings:
+    """The `[mqtt]` of a daemon using `broker`."""
+    return MqttSettings(host=broker.host, port=broker.port)
+
+
 ARRIVED = at("2010-10-20 08:00:30")
 T_2010 = at("2010-10-20 08:00")
 LOGGER = "quotad.meters.mqtt"
@@ -118,8 +125,7 @@ def source(broker: Mosquitto) -> Iterator[Factory]:
         collected = Collected()
         meters_source = MqttMeters(
             meters,
-            target.host,
-            target.port,
+            at_broker(target),
             TZ,
             collected,
             client_id=f"test-meters-{next(_ids)}",
@@ -175,19 +181,9 @@ template = "dtsu666"
     ]
 
 
-@pytest.mark.parametrize(
-    ("meters", "message"),
-    [
-        ([("a", "x/y", "json"), ("b", "x/y", "number")], "x/y is also meter a's"),
-        ([("a", "x/+", "json")], "not a concrete topic"),
-        ([("a", "x/#", "json")], "not a concrete topic"),
-        ([("a", "", "json")], "not a concrete topic"),
-        ([("a", "x/y", "csv")], "unknown format"),
-    ],
-)
-def test_unusable_topics_are_refused(meters: list[MeterTopic], message: str) -> None:
-    with pytest.raises(ConfigError, match=message):
-        MqttMeters(meters, "127.0.0.1", 1883, TZ, lambda r: None)
+# Unusable or shared topics are the policy's problems, refused with file:line by quotad.config.load (the corpus:
+# tests/config/broken/meter_topics_unusable.toml, meter_topic_is_anothers_default.toml, daemon_topic_clash/): the
+# source takes the validated topics as given.
 
 
 # --- end to end -------------------------------------------------------------------------------------------------
@@ -257,7 +253,7 @@ def test_a_handler_that_raises_is_counted_and_the_source_goes_on(
             raise RuntimeError("the daemon's queue is closed")
 
     topic = f"{prefix}/meters/m"
-    meters_source = MqttMeters([("m", topic, "json")], broker.host, broker.port, TZ, handler,
+    meters_source = MqttMeters([("m", topic, "json")], at_broker(broker), TZ, handler,
                                client_id=f"test-meters-{next(_ids)}")  # fmt: skip
     meters_source.start()
     try:
@@ -292,7 +288,7 @@ def test_a_reading_not_acknowledged_comes_again_after_the_source_dies(
     handler: dict[str, object] = (
         {"on_delivery": durable_below_3} if manual else {"on_reading": lambda r: first.append(r.energy_kwh)}
     )
-    dying = MqttMeters([("m", topic, "json")], broker.host, broker.port, TZ, client_id=client_id, **handler)  # type: ignore[arg-type]
+    dying = MqttMeters([("m", topic, "json")], at_broker(broker), TZ, client_id=client_id, **handler)  # type: ignore[arg-type]
     dying.start()
     try:
         assert dying.wait_connected(5.0)
@@ -302,7 +298,7 @@ def test_a_reading_not_acknowledged_comes_again_after_the_source_dies(
     finally:
         dying.stop()
     again: list[float] = []
-    restarted = MqttMeters([("m", topic, "json")], broker.host, broker.port, TZ, client_id=client_id,
+    restarted = MqttMeters([("m", topic, "json")], at_broker(broker), TZ, client_id=client_id,
                            on_delivery=lambda reading, ack: (again.append(reading.energy_kwh), ack()))  # fmt: skip
     restarted.start()
     try:
@@ -470,7 +466,7 @@ def test_a_held_source_leaves_the_backlog_on_the_broker_and_loses_nothing(
         with lock:
             return len(waiting) >= limit
 
-    held = MqttMeters([("m", topic, "json")], broker.host, broker.port, TZ, on_delivery=deliver, hold=hold,
+    held = MqttMeters([("m", topic, "json")], at_broker(broker), TZ, on_delivery=deliver, hold=hold,
                       client_id=f"test-meters-held-{next(_ids)}")  # fmt: skip
     held.start()
     got: list[float] = []
@@ -512,7 +508,7 @@ def test_on_a_callers_loop_the_source_reads_and_acknowledges_on_that_loop(broker
             if reading.energy_kwh < ack_below:
                 ack()
 
-        source = MqttMeters([("m", topic, "json")], broker.host, broker.port, TZ, on_delivery=deliver,
+        source = MqttMeters([("m", topic, "json")], at_broker(broker), TZ, on_delivery=deliver,
                             client_id=client_id)  # fmt: skip
         source.start(loop)
         assert await asyncio.to_thread(source.wait_connected, 5.0)

@@ -12,7 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 from quotad.core.errors import DecodeError, MeterError
-from quotad.core.policy import ModbusSource
+from quotad.core.sources import ModbusSource
 from quotad.meters import templates
 from quotad.meters.registers import decode
 from quotad.meters.templates import (
@@ -210,7 +210,7 @@ def test_register_fields_are_strict_and_frozen() -> None:
 
 
 def source(**given: Any) -> ModbusSource:
-    return ModbusSource.model_validate({"host": "127.0.0.1", **given})
+    return ModbusSource.from_table({"host": "127.0.0.1", **given})
 
 
 def test_fields_for_a_template() -> None:

@@ -88,7 +88,7 @@ def test_the_sink_never_logs_the_password(tmp_path: Path, caplog: pytest.LogCapt
             sink = MqttSink(settings, Store(tmp_path / "state"), "quotad/t/daemon")
             sink.start()
             await asyncio.sleep(2.0)
-            sink.stop()
+            await sink.stop()
 
         with caplog.at_level(logging.DEBUG):
             asyncio.run(scenario())

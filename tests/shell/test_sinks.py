@@ -13,7 +13,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from quotad.config.daemon import MqttSettings
 from quotad.core.outputs import Message
-from quotad.shell.sinks import MqttSink, mqtt_client
+from quotad.shell.mqtt import mqtt_client
+from quotad.shell.sinks import MqttSink
 from quotad.shell.store import Store
 from tests.brokers import Mosquitto
 
@@ -29,7 +30,7 @@ def deliver(settings: MqttSettings, store: Store, seconds: float = 3.0) -> MqttS
         task = asyncio.create_task(sink.deliver(wake))
         await asyncio.sleep(seconds)
         task.cancel()
-        sink.stop()
+        await sink.stop()
         return sink
 
     return asyncio.run(scenario())

@@ -1,18 +1,23 @@
-"""A paho-mqtt client run on an asyncio loop through paho's external-loop API, with reconnection.
+"""MQTT in quotad's shell: one client factory, one driver, one reconnection policy.
 
-The loop watches the client's socket and calls paho to read and write: a message is read, handled and
-acknowledged on one thread, with no network thread contending for the interpreter lock and no wake-up per
-acknowledgement (the MQTT ingestion bench measured paho's own thread, acknowledged from a loop, at three times
-the CPU per message). What paho's `loop_start` thread would do is done here, the same way:
+Every MQTT client of quotad is made and driven here: the MQTT meter source, the daemon's sink and its look at what
+is retained, the inspectors' commands (`alerts`, `status`), the simulator and the demo.
 
-- connect, and after a lost connection or a failed attempt retry with a delay doubling from 1 s to 30 s (from
-  1 s again once a connection was made); the blocking connect (TCP, TLS handshake) runs on a worker thread, so
-  an unreachable broker never stalls the loop, and the first attempt starts at once, before the loop runs;
-- keepalive: `loop_misc` once a second while connected.
+- `mqtt_client(settings, client_id, clean=..., v5=...)`: a paho 2.x client with the daemon file's credentials
+  (the password file) and TLS (a CA file); `client_id(settings, role)` names each client of quotad apart.
+- `Driver`: a paho client run on an asyncio loop through paho's external-loop API, with reconnection. The loop
+  watches the client's socket and calls paho to read and write: a message is read, handled and acknowledged on one
+  thread, with no network thread contending for the interpreter lock and no wake-up per acknowledgement (the MQTT
+  ingestion bench measured paho's own thread, acknowledged from a loop, at three times the CPU per message). Given
+  no loop (the commands, which are not asynchronous), the driver runs one of its own on a thread of its own.
+- Reconnection: the driver connects, and after a lost connection or a failed attempt retries after the delays of a
+  `quotad.shell.pacing.Backoff` (1 s doubling to 30 s unless the caller bounds it otherwise; from the first delay
+  again once a connection was made). The blocking connect (TCP, TLS handshake) runs on a worker thread, so an
+  unreachable broker never stalls the loop, and the first attempt starts at once, before the loop runs. Keepalive:
+  `loop_misc` once a second while connected. paho's own reconnection (`loop_start`) is never used.
 
-Packets are read while they come (at most `_READS_PER_WAKE` per readiness, and on while TLS holds decrypted
-bytes). While `hold()` is true the socket is not read: a broker's backlog stays on the broker. Given no loop,
-the driver runs one of its own on a thread of its own.
+Packets are read while they come (at most `_READS_PER_WAKE` per readiness, and on while TLS holds decrypted bytes).
+While `hold()` is true the socket is not read: a broker's backlog stays on the broker.
 """
 
 from __future__ import annotations
@@ -27,32 +32,66 @@ from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-__all__ = ["LoopDriver"]
+from quotad.config.daemon import MqttSettings, read_secret
+from quotad.shell.pacing import Backoff
+
+__all__ = ["Driver", "client_id", "mqtt_client"]
+
+
+def mqtt_client(settings: MqttSettings, client_id: str, *, clean: bool, v5: bool = False) -> mqtt.Client:
+    """A paho 2.x client for `settings`: credentials from the password file, TLS when a CA file is named.
+    `v5`: MQTT 5, whose session is chosen at connection (`connect_async(clean_start=...)`), not here; otherwise
+    MQTT 3.1.1 with a session `clean` or kept."""
+    if v5:
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTProtocolVersion.MQTTv5)
+    else:
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean, protocol=MQTTProtocolVersion.MQTTv311
+        )
+    if settings.username is not None:
+        password = read_secret(settings.password_file).get_secret_value() if settings.password_file else None
+        client.username_pw_set(settings.username, password)
+    if settings.ca_file is not None:
+        client.tls_set(ca_certs=str(settings.ca_file), tls_version=ssl.PROTOCOL_TLS_CLIENT)
+    client.max_queued_messages_set(0)
+    return client
+
+
+def client_id(settings: MqttSettings, role: str = "") -> str:
+    """The id of one of quotad's clients: `[mqtt] client_id` for the sink, `<client_id>-<role>` for the others (a
+    broker drops the older of two connections with one id, so each client has its own)."""
+    return f"{settings.client_id}-{role}" if role else settings.client_id
+
 
 _READS_PER_WAKE = 500  # packets read per readiness of the socket, before other tasks get their turn
-_MIN_DELAY_S, _MAX_DELAY_S = 1.0, 30.0  # reconnection back-off
 _HOLD_CHECK_S = 0.005  # while held, how often `hold` is asked again
 
 
-class LoopDriver:
+class Driver:
     """Drives `client` (its host and port set by `connect_async`) on an asyncio loop until `stop`.
 
-    `progress()` counts the messages handled so far (reading stops when a packet brought none); `hold()` says to
-    stop reading for now; `unreachable(exc)` is told of each failed connection attempt."""
+    `progress()` counts the messages handled so far (reading goes on while packets bring messages; without it, one
+    read per readiness); `hold()` says to stop reading for now; `unreachable(exc)` is told of each failed connection
+    attempt; `backoff`: the delays between attempts (default 1 s doubling to 30 s), from the first again after a
+    connection the broker accepted (the client's `on_connect` may say so at once with `connected()`)."""
 
     def __init__(
         self,
         client: mqtt.Client,
         name: str,
         *,
-        progress: Callable[[], int],
-        unreachable: Callable[[Exception], None],
+        progress: Callable[[], int] | None = None,
+        unreachable: Callable[[Exception], None] | None = None,
         hold: Callable[[], bool] | None = None,
+        backoff: Backoff | None = None,
     ) -> None:
         self.client, self.name = client, name
-        self._progress, self._unreachable, self._hold = progress, unreachable, hold
+        self._progress, self._unreachable, self._hold = progress or _none, unreachable or _ignore, hold
+        self.backoff = backoff or Backoff(1.0, 30.0)
         self.stopping = False
+        self._properties: Any = None  # the DISCONNECT's, given to `stop`
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread_id = 0
         self._own_thread: threading.Thread | None = None
@@ -104,10 +143,12 @@ class LoopDriver:
         first = loop.run_in_executor(None, self.client.reconnect)
         self._supervisor = loop.create_task(self._supervise(first), name=self.name)
 
-    def stop(self) -> None:
-        """Disconnect and end the connection's task. From the loop's thread, the DISCONNECT is written as the loop
-        goes on; with a loop of its own, that loop ends too. Idempotent."""
+    def stop(self, properties: Any = None) -> None:
+        """Disconnect (a DISCONNECT with `properties`, MQTT 5) and end the connection's task. From the loop's
+        thread, the DISCONNECT is written as the loop goes on (`closed` waits for it); with a loop of its own,
+        that loop ends too. Idempotent."""
         self.stopping = True
+        self._properties = properties
         loop = self._loop
         if loop is None or loop.is_closed():
             return
@@ -129,8 +170,17 @@ class LoopDriver:
             loop.call_soon_threadsafe(loop.stop)
             self._own_thread.join(5.0)
 
+    async def closed(self, timeout: float) -> bool:
+        """Wait (on the driver's loop) up to `timeout` s for the connection's socket to close, as it does once a
+        DISCONNECT asked by `stop` is written; True when it has."""
+        deadline = time.monotonic() + timeout
+        while self._sock is not None and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        return self._sock is None
+
     def _halt(self) -> None:
-        self.client.disconnect()  # connected: written by the loop, then paho closes the socket (which ends _supervise)
+        # connected: written by the loop, then paho closes the socket (which ends _supervise)
+        self.client.disconnect(properties=self._properties)
         if self._sock is None and self._supervisor is not None:
             self._supervisor.cancel()  # not connected: waiting out a back-off, or an attempt (see _on_socket_open)
 
@@ -138,7 +188,7 @@ class LoopDriver:
         """Connect, keep alive, and reconnect with back-off until stopped."""
         assert self._loop is not None
         assert self._gone is not None
-        loop, gone, delay = self._loop, self._gone, _MIN_DELAY_S
+        loop, gone, backoff = self._loop, self._gone, self.backoff
         while not self.stopping:
             gone.clear()
             self._connected_once = False
@@ -152,14 +202,14 @@ class LoopDriver:
                 while not gone.is_set():
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(gone.wait(), 1.0)
+                    self._connected_once = self._connected_once or self.client.is_connected()
                     if not gone.is_set() and self.client.loop_misc() != mqtt.MQTT_ERR_SUCCESS:
                         break  # keepalive unanswered: paho closed the socket and said so (on_disconnect)
                 if self._connected_once:
-                    delay = _MIN_DELAY_S
+                    backoff.reset()
             if self.stopping:
                 break
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, _MAX_DELAY_S)
+            await asyncio.sleep(backoff.next())
 
     # --- the socket, on the loop ----------------------------------------------------------------------------
 
@@ -243,3 +293,11 @@ class LoopDriver:
         else:
             self._held = False
             self._loop.add_reader(self._sock, self._read)
+
+
+def _none() -> int:
+    return 0
+
+
+def _ignore(exc: Exception) -> None:
+    """A failed connection attempt nobody asked to hear of: the driver tries again."""
