@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from quotad.core.alerts import alert_id, kwh
@@ -24,11 +25,14 @@ from quotad.schedule.rota import DaySchedule
 __all__ = [
     "daemon_status",
     "event_now",
+    "firm_status_messages",
+    "firm_status_topic",
     "off_text",
     "residents_notice",
     "rota_notice",
     "status_messages",
     "systemd_status",
+    "township_status_messages",
 ]
 
 _WEEKDAYS_ZH = "一二三四五六日"
@@ -53,6 +57,12 @@ def systemd_status(engine: Engine, now: Micros) -> str:
 
 def status_messages(engine: Engine, prefix: str, now: Micros) -> list[Message]:
     """Every retained status at `now`: the township, each firm, today's schedule."""
+    township, schedule = township_status_messages(engine, prefix, now)
+    return [township, *firm_status_messages(engine, prefix, now, engine.policy.firms), schedule]
+
+
+def township_status_messages(engine: Engine, prefix: str, now: Micros) -> tuple[Message, Message]:
+    """The township's retained status and today's schedule at `now`."""
     cal, town = engine.calendar, engine.policy.township
     day = cal.day_of(now)
     updated = cal.local(now).isoformat(timespec="seconds")
@@ -61,45 +71,53 @@ def status_messages(engine: Engine, prefix: str, now: Micros) -> list[Message]:
     trailing = engine.trailing.township_wh(min(now, engine.now or now))
     projected = consumed + trailing * max(0, hi - now) / HOUR_US
     capped = engine.plan.control.capped(day)
-    out = [
-        Message(
-            topic(prefix, town.id, "status", "township"),
-            _json(
-                {
-                    "day": day.isoformat(),
-                    "consumed_kwh": kwh(consumed),
-                    "cap_kwh": engine.plan.control.cap_kwh(day) if capped else None,
-                    "projected_kwh": kwh(projected) if capped else None,
-                    "updated": updated,
-                }
-            ),
-            retain=True,
-        )
-    ]
-    cut = engine.cut_off(day)
-    for firm in engine.policy.firms:
-        body = _firm_status(engine, firm, day, cut)
-        out.append(
-            Message(
-                topic(prefix, town.id, "status", "firms", firm.id), _json({**body, "updated": updated}), retain=True
-            )
-        )
-    schedule = engine.plan.day(day, cut)
-    out.append(
-        Message(
-            topic(prefix, town.id, "schedule", "today"),
-            _json(
-                {
-                    "day": day.isoformat(),
-                    "running_groups": list(schedule.running_groups),
-                    "off_groups": list(schedule.off_groups),
-                    "cut_off_firms": list(schedule.cut_off_firms),
-                }
-            ),
-            retain=True,
-        )
+    township = Message(
+        topic(prefix, town.id, "status", "township"),
+        _json(
+            {
+                "day": day.isoformat(),
+                "consumed_kwh": kwh(consumed),
+                "cap_kwh": engine.plan.control.cap_kwh(day) if capped else None,
+                "projected_kwh": kwh(projected) if capped else None,
+                "updated": updated,
+            }
+        ),
+        retain=True,
     )
-    return out
+    schedule = engine.plan.day(day, engine.cut_off(day))
+    today = Message(
+        topic(prefix, town.id, "schedule", "today"),
+        _json(
+            {
+                "day": day.isoformat(),
+                "running_groups": list(schedule.running_groups),
+                "off_groups": list(schedule.off_groups),
+                "cut_off_firms": list(schedule.cut_off_firms),
+            }
+        ),
+        retain=True,
+    )
+    return township, today
+
+
+def firm_status_topic(prefix: str, township: str, firm: str) -> str:
+    return topic(prefix, township, "status", "firms", firm)
+
+
+def firm_status_messages(engine: Engine, prefix: str, now: Micros, firms: Iterable[Firm]) -> list[Message]:
+    """The retained statuses of `firms` at `now`."""
+    cal, town = engine.calendar, engine.policy.township
+    day = cal.day_of(now)
+    updated = cal.local(now).isoformat(timespec="seconds")
+    cut = engine.cut_off(day)
+    return [
+        Message(
+            firm_status_topic(prefix, town.id, firm.id),
+            _json({**_firm_status(engine, firm, day, cut), "updated": updated}),
+            retain=True,
+        )
+        for firm in firms
+    ]
 
 
 def daemon_status(prefix: str, township: str, outboxes: dict[str, dict[str, Any]], updated: str) -> Message:

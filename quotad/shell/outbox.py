@@ -44,8 +44,11 @@ class Outboxes:
     def _transaction(self) -> AbstractContextManager[None]:
         raise NotImplementedError
 
-    def pending(self, sink: str, limit: int = 500) -> list[OutboxItem]:
-        rows = self.db.execute("SELECT seq, key, body FROM outbox WHERE sink = ? ORDER BY seq LIMIT ?", (sink, limit))
+    def pending(self, sink: str, limit: int = 500, after: int = 0) -> list[OutboxItem]:
+        """The oldest `limit` items of `sink` after seq `after`."""
+        rows = self.db.execute(
+            "SELECT seq, key, body FROM outbox WHERE sink = ? AND seq > ? ORDER BY seq LIMIT ?", (sink, after, limit)
+        )
         return [OutboxItem(int(s), str(k), str(b)) for s, k, b in rows]
 
     def pending_text(self, sink: str, limit: int) -> tuple[int, str] | None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import contextlib
 import logging
 import time
@@ -39,6 +40,7 @@ from quotad.shell.store import Store
 __all__ = ["InfluxSink", "MqttSink"]
 
 log = logging.getLogger(__name__)
+_WINDOW = 200  # outbox messages published and not yet answered, at most
 _SESSION_S = 7 * 24 * 3600  # how long the broker keeps the sink's session (its messages in flight) while away
 
 
@@ -63,7 +65,7 @@ class MqttSink:
         self._was_down = False
         self._stopping = False
         self._said: Message | None = None  # the daemon topic's state, said again after each reconnection
-        # the deliver loop waits for its batch's last PUBACK (they come in order): paho's thread wakes it then
+        # the deliver loop waits for the first unanswered PUBACK (they come in order): paho's thread wakes it then
         self._awaited_mid: int | None = None
         self._answered = asyncio.Event()
         self._driver = Driver(self.client, "mqtt-sink", unreachable=self._unreachable)
@@ -123,10 +125,20 @@ class MqttSink:
                 where = f"{self.settings.host}:{self.settings.port}"
                 log.warning("MQTT broker %s refuses publications: %s", where, reason)
 
-    def publish_now(self, message: Message) -> None:
-        """Fire-and-forget (QoS 1) for state that is re-published anyway: statuses, the schedule, notices."""
-        if self.connected.is_set():
-            self.client.publish(message.topic, message.payload or None, qos=1, retain=message.retain)
+    def publish_now(self, message: Message) -> mqtt.MQTTMessageInfo | None:
+        """Fire-and-forget (QoS 1) for state that is re-published anyway: statuses, the schedule, notices. Returns
+        paho's handle of the message, or None when not connected (nothing was published)."""
+        if not self.connected.is_set():
+            return None
+        return self.client.publish(message.topic, message.payload or None, qos=1, retain=message.retain)
+
+    async def acknowledged(self, infos: list[mqtt.MQTTMessageInfo], deadline: float) -> None:
+        """Wait until the broker acknowledged every one of `infos`, or the connection is lost, or `deadline`
+        (time.monotonic()) passes."""
+        while infos and self.connected.is_set() and time.monotonic() < deadline:
+            if all(info.is_published() for info in infos):
+                return
+            await asyncio.sleep(0.002)
 
     def say(self, message: Message) -> None:
         """Publish the daemon's state (retained) now, and again after every reconnection."""
@@ -134,53 +146,75 @@ class MqttSink:
         self.publish_now(message)
 
     async def deliver(self, wake: asyncio.Event, refused_retry_s: float = 30.0) -> None:
-        """Deliver the outbox forever, in order; a message is removed once the broker acknowledged it. A message
-        the broker refuses stays first in the outbox (what follows waits behind it: order is kept) and is tried
-        again every `refused_retry_s`."""
+        """Deliver the outbox forever, in order; a message is removed once the broker acknowledged it. Messages are
+        published as they are queued, while earlier ones wait for their PUBACK (at most 200 unanswered): an alert
+        never waits for the previous one's acknowledgement, which mosquitto (Nagle's algorithm on, its default)
+        may hold 40 ms behind another PUBACK. A message the broker refuses goes behind the newer ones (what
+        follows is not held back) and is tried again; when nothing else waits, after `refused_retry_s`. What is
+        unanswered when the connection drops, or after 30 s, is published again."""
+        flight: collections.deque[tuple[int, str, mqtt.MQTTMessageInfo]] = collections.deque()
+        last, since = 0, time.monotonic()  # the last seq in flight; when the first in flight was published
         while True:
-            await self.connected.wait()
-            batch = self.store.pending("mqtt", 200)
-            if not batch:
-                wake.clear()
-                await wake.wait()
+            if not self.connected.is_set() or (flight and time.monotonic() - since > 30.0):
+                flight.clear()  # unanswered: they stay in the outbox, published again from the oldest
+                last = 0
+                await self.connected.wait()
+            wake.clear()
+            if not flight:  # from the oldest: a seq is max + 1, so an emptied outbox numbers its rows afresh
+                last = 0
+            if len(flight) < _WINDOW:
+                for item in self.store.pending("mqtt", _WINDOW - len(flight), after=last):
+                    message = Message.from_json(item.body)
+                    info = self.client.publish(message.topic, message.payload or None, qos=1, retain=message.retain)
+                    if not flight:
+                        since = time.monotonic()
+                    flight.append((item.seq, message.topic, info))
+                    last = item.seq
+            answered = []
+            while flight and flight[0][2].is_published():
+                answered.append(flight.popleft())
+                since = time.monotonic()
+            if answered:
+                refused = await self._settle(answered, refused_retry_s)
+                if refused and not flight and len(self.store.pending("mqtt", refused + 1)) == refused:
+                    await asyncio.sleep(refused_retry_s)  # nothing waits but what the broker refuses
                 continue
-            infos, topics = [], []
-            for item in batch:
-                message = Message.from_json(item.body)
-                infos.append(
-                    (
-                        item.seq,
-                        self.client.publish(message.topic, message.payload or None, qos=1, retain=message.retain),
-                    )
-                )
-                topics.append(message.topic)
             self._answered.clear()
-            self._awaited_mid = infos[-1][1].mid
-            answered = await _acknowledged(infos, lambda: self.connected.is_set(), self._answered)
+            self._awaited_mid = flight[0][2].mid if flight else None
+            if flight and flight[0][2].is_published():
+                continue  # answered between the look and the clear
+            waiters = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(self._answered.wait())]
+            # paho calls on_publish just before it marks the message published: the 10 ms look is the fallback
+            await asyncio.wait(waiters, timeout=0.01 if flight else None, return_when=asyncio.FIRST_COMPLETED)
+            for waiter in waiters:
+                waiter.cancel()
             self._awaited_mid = None
-            delivered, refused = [], []
-            for (seq, info), topic in list(zip(infos, topics, strict=True))[:answered]:
-                reason = self.refused.pop(info.mid, None)
-                if reason is None:
-                    delivered.append(seq)
-                    if topic in self._refused_topics:
-                        self._refused_topics.discard(topic)
-                        log.warning("MQTT broker now takes %s: the messages it refused are delivered", topic)
-                else:
-                    refused.append(seq)
-                    if topic not in self._refused_topics:
-                        self._refused_topics.add(topic)
-                        log.error(
-                            "MQTT broker refused %s (%s): kept in the outbox and tried again every %.0f s; check the "
-                            "broker's ACL for quotad's user", topic, reason, refused_retry_s,
-                        )  # fmt: skip
-            if delivered:
-                await durably(partial(self.store.acknowledge, "mqtt", delivered))
-                self.delivered += len(delivered)
-            if refused:  # behind the newer messages: one refused topic never holds back the others
-                await durably(partial(self.store.requeue, "mqtt", refused))
-                if not delivered:
-                    await asyncio.sleep(refused_retry_s)
+
+    async def _settle(self, answered: list[tuple[int, str, mqtt.MQTTMessageInfo]], refused_retry_s: float) -> int:
+        """Remove what the broker took from the outbox; move what it refused behind the newer messages. Returns
+        how many it refused."""
+        delivered, refused = [], []
+        for seq, topic, info in answered:
+            reason = self.refused.pop(info.mid, None)
+            if reason is None:
+                delivered.append(seq)
+                if topic in self._refused_topics:
+                    self._refused_topics.discard(topic)
+                    log.warning("MQTT broker now takes %s: the messages it refused are delivered", topic)
+            else:
+                refused.append(seq)
+                if topic not in self._refused_topics:
+                    self._refused_topics.add(topic)
+                    log.error(
+                        "MQTT broker refused %s (%s): kept in the outbox and tried again every %.0f s; check the "
+                        "broker's ACL for quotad's user", topic, reason, refused_retry_s,
+                    )  # fmt: skip
+        if delivered:
+            await durably(partial(self.store.acknowledge, "mqtt", delivered))
+            self.delivered += len(delivered)
+        if refused:  # behind the newer messages: one refused topic never holds back the others
+            await durably(partial(self.store.requeue, "mqtt", refused))
+        return len(refused)
 
     async def stop(self) -> None:
         """Say `offline` (retained), then disconnect: the last will is for when we cannot say it."""
@@ -192,25 +226,6 @@ class MqttSink:
                 await asyncio.sleep(0.01)
         self._driver.stop()
         await self._driver.closed(2.0)
-
-
-async def _acknowledged(
-    infos: list[tuple[int, mqtt.MQTTMessageInfo]], up: Callable[[], bool], answered: asyncio.Event
-) -> int:
-    """How many of `infos`, from the first, the broker answered (PUBACK, success or not), waiting while it is up.
-    `answered` is set when the last one's PUBACK comes; the 10 ms look is the fallback (paho calls `on_publish`
-    just before it marks the message published)."""
-    deadline = time.monotonic() + 30.0
-    while time.monotonic() < deadline and up() and not all(info.is_published() for _, info in infos):
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(answered.wait(), 0.01)
-        answered.clear()
-    done = 0
-    for _seq, info in infos:
-        if not info.is_published():
-            break
-        done += 1
-    return done
 
 
 async def durably(write: Callable[[], None], retry_s: float = 1.0) -> None:
