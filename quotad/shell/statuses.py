@@ -1,0 +1,92 @@
+"""The daemon's retained statuses: the township's, each firm's and the daemon's own, each published when it changed,
+at most every 5 s, at least every 5 minutes. A part of `quotad.shell.daemon.Daemon`, kept apart."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING
+
+from quotad.core.outputs import Message
+from quotad.core.views import (
+    daemon_status,
+    event_now,
+    firm_status_messages,
+    firm_status_topic,
+    township_status_messages,
+)
+
+if TYPE_CHECKING:
+    import paho.mqtt.client as mqtt
+
+    from quotad.shell.journal import Journal
+    from quotad.shell.sinks import InfluxSink, MqttSink
+
+__all__ = ["Publishing"]
+
+_STATUS_MIN_S, _STATUS_MAX_S = 5.0, 300.0
+_STATUS_CHUNK = 20  # firm statuses published at a time: paho keeps 20 QoS 1 messages in flight
+_STATUS_SPAN_S = 0.5  # what a tick may spend publishing firms' statuses
+
+
+class Publishing:
+    """The statuses, mixed into the daemon (which owns the attributes below)."""
+
+    journal: Journal
+    mqtt_sink: MqttSink | None
+    influx_sink: InfluxSink | None
+    prefix: str | None
+    _stop: asyncio.Event
+    _status_sent: dict[str, tuple[str, float]]
+
+    async def _statuses(self, now: int) -> None:
+        """The retained statuses, each published when it changed, at most every 5 s, at least every 5 minutes.
+
+        They share the sink's connection with the alerts, and paho keeps 20 QoS 1 messages in flight: statuses
+        published all at once queue ahead of the next alert, which waits for their acknowledgements. With a
+        thousand firms that was 80-140 ms, every 5 s (issue 13). So the firms' statuses go a chunk of 20 at a
+        time, the next once the broker acknowledged it (an alert waits behind one chunk at most), only those that
+        may be published now are built, and a tick spends at most half a second on them (the rest: the next)."""
+        sink, prefix = self.mqtt_sink, self.prefix
+        if sink is None or prefix is None:
+            return
+        engine = self.journal.engine
+        at, real = event_now(engine, now), time.monotonic()
+        messages = list(township_status_messages(engine, prefix, at))
+        if self.influx_sink is not None:
+            messages.append(self._daemon_status(now, self.influx_sink))
+        for message in messages:
+            self._publish_status(sink, message, real)
+        town = engine.policy.township.id
+        due = [firm for firm in engine.policy.firms if self._status_due(firm_status_topic(prefix, town, firm.id), real)]
+        deadline = real + _STATUS_SPAN_S
+        for start in range(0, len(due), _STATUS_CHUNK):
+            await asyncio.sleep(0)
+            if engine is not self.journal.engine or self._stop.is_set() or time.monotonic() > deadline:
+                return  # the rest at the next tick; after a reload, under the new policy
+            chunk = firm_status_messages(engine, prefix, at, due[start : start + _STATUS_CHUNK])
+            await sink.acknowledged([info for m in chunk if (info := self._publish_status(sink, m, real))], deadline)
+
+    def _status_due(self, status_topic: str, real: float) -> bool:
+        """Whether the status may be published now (never sent, or not within the last 5 s)."""
+        sent = self._status_sent.get(status_topic)
+        return sent is None or real - sent[1] >= _STATUS_MIN_S
+
+    def _publish_status(self, sink: MqttSink, message: Message, real: float) -> mqtt.MQTTMessageInfo | None:
+        """Publish `message` if it changed (and was not sent within 5 s) or was not sent within 5 minutes; what
+        paho returned, when it was published."""
+        sent = self._status_sent.get(message.topic)
+        core = message.payload.rsplit(',"updated"', 1)[0]
+        if sent is not None:
+            age = real - sent[1]
+            if age < _STATUS_MIN_S or (sent[0] == core and age < _STATUS_MAX_S):
+                return None
+        self._status_sent[message.topic] = (core, real)
+        return sink.publish_now(message)
+
+    def _daemon_status(self, now: int, influx: InfluxSink) -> Message:
+        """The InfluxDB outbox: the database's state, what waits, the bound and what gave way to it."""
+        assert self.prefix is not None
+        outboxes = {"influx": {"state": influx.fault or "ok", **influx.bound.status()}}
+        updated = self.journal.engine.calendar.local(now).isoformat(timespec="seconds")
+        return daemon_status(self.prefix, self.journal.policy.township.id, outboxes, updated)
