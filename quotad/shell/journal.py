@@ -33,7 +33,7 @@ from quotad.core.outputs import (
 )
 from quotad.core.policy import Policy
 from quotad.core.readings import Reading
-from quotad.core.state import order_from_json, order_to_json
+from quotad.core.state import EngineState, order_from_json, order_to_json
 from quotad.core.windows import HOUR_US
 from quotad.shell import snapshots
 from quotad.shell.store import TELEMETRY, Store
@@ -81,9 +81,11 @@ class Journal:
     """The engine of one township, kept durable in `store`. `auto_snapshot`: snapshot every SNAPSHOT_EVERY events
     as they are recorded (the daemon turns it off: it takes its snapshots off the hot path)."""
 
-    def __init__(self, store: Store, policy: Policy, prefix: str | None, influx: bool) -> None:
+    def __init__(
+        self, store: Store, policy: Policy, prefix: str | None, influx: bool, state: EngineState | None = None
+    ) -> None:
         self.store, self.policy, self.prefix, self.influx = store, policy, prefix, influx
-        self.engine = Engine(policy)
+        self.engine = Engine(policy, state)
         self.points = EnergyPoints(policy.township.id)
         self.last_event = 0
         self.meter_firm = {m.id: m.firm for m in policy.meters}
@@ -96,8 +98,7 @@ class Journal:
         meters' multipliers that changed are journaled (from now on). The caller snapshots it (the point from which
         a restart replays under the new policy)."""
         state = self.engine.state()
-        journal = Journal(self.store, policy, self.prefix, self.influx)
-        journal.engine = Engine(policy, state)
+        journal = Journal(self.store, policy, self.prefix, self.influx, state)  # one engine built, not two
         journal.points = EnergyPoints(policy.township.id, dict(self.points.last))
         journal.last_event, journal.auto_snapshot = self.last_event, self.auto_snapshot
         snapshots.dropped(state, policy)
