@@ -36,18 +36,12 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from bench.alert_latency import Clocked, percentiles
+from bench.alert_latency import READINGS_JOURNALED, Clocked, percentiles
 from tests.brokers import Mosquitto
 from tests.services import Influx1
 
 LIMITED, BACKGROUND, PER_SECOND = 500, 500, 50  # 50 of the limited firms cross 0.8 each second
 SLICES = 100  # a second in 10 ms slices
-
-# The readings journaled: events are numbered without reuse and only reading events are compacted away behind a
-# snapshot (the register is kept), so the newest number less the other events counts them all.
-READINGS_JOURNALED = (
-    "SELECT (SELECT COALESCE(MAX(seq), 0) FROM events) - (SELECT COUNT(*) FROM events WHERE kind != 'reading')"
-)
 
 
 def policy_text() -> str:

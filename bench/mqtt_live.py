@@ -37,18 +37,13 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from bench.alert_latency import READINGS_JOURNALED
 from tests.brokers import Mosquitto
 from tests.services import Influx1
 
 METERS, SWEEPS = 1000, 100
 TOPIC = "quotad/t/meters/m{n}"
 FLOOR_TOPICS = (b"quotad/t/meters/", b"bench0/t/meters/")  # the floor's stream: as long, no meter of quotad's
-
-# The readings journaled: events are numbered without reuse and only reading events are compacted away behind a
-# snapshot (the register is kept), so the newest number less the other events counts them all.
-READINGS_JOURNALED = (
-    "SELECT (SELECT COALESCE(MAX(seq), 0) FROM events) - (SELECT COUNT(*) FROM events WHERE kind != 'reading')"
-)
 
 
 def policy_text(rounds: int) -> str:
