@@ -39,13 +39,18 @@ READINGS_JOURNALED = (
 )
 
 
-def policy_text(triggers: int) -> str:
+def township_head() -> str:
+    """The benchmarks' township: no cap that matters, a control period of this month."""
     today = dt.date.today()
     last = calendar.monthrange(today.year, today.month)[1]
-    text = (
+    return (
         '[township]\nid = "t"\nname = "基准镇"\ndaily_cap_kwh = 100000000\n'
         f"[control]\nstart = {today.replace(day=1)}\nend = {today.replace(day=last)}\n"
     )
+
+
+def policy_text(triggers: int) -> str:
+    text = township_head()
     for kind, count, quota in (("b", BACKGROUND, 10**8), ("a", triggers, 1000)):
         for n in range(count):
             text += (

@@ -20,8 +20,6 @@ is copied to ./alert_latency_10.runN.log); QUOTAD_LOG=FILE appends the daemons' 
 from __future__ import annotations
 
 import argparse
-import calendar
-import datetime as dt
 import json
 import os
 import shutil
@@ -36,7 +34,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from bench.alert_latency import READINGS_JOURNALED, Clocked, percentiles
+from bench.alert_latency import READINGS_JOURNALED, Clocked, percentiles, township_head
 from tests.brokers import Mosquitto
 from tests.services import Influx1
 
@@ -45,12 +43,7 @@ SLICES = 100  # a second in 10 ms slices
 
 
 def policy_text() -> str:
-    today = dt.date.today()
-    last = calendar.monthrange(today.year, today.month)[1]
-    text = (
-        '[township]\nid = "t"\nname = "基准镇"\ndaily_cap_kwh = 100000000\n'
-        f"[control]\nstart = {today.replace(day=1)}\nend = {today.replace(day=last)}\n"
-    )
+    text = township_head()
     for kind, count, limit in (("a", LIMITED, "daily_limit_kwh = 1000\n"), ("b", BACKGROUND, "")):
         for n in range(count):
             text += (

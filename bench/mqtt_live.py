@@ -19,8 +19,6 @@ Both times use CLOCK_MONOTONIC (time.perf_counter) across processes. Prints each
 from __future__ import annotations
 
 import argparse
-import calendar
-import datetime as dt
 import os
 import signal
 import socket
@@ -37,7 +35,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from bench.alert_latency import READINGS_JOURNALED
+from bench.alert_latency import READINGS_JOURNALED, township_head
 from tests.brokers import Mosquitto
 from tests.services import Influx1
 
@@ -47,12 +45,7 @@ FLOOR_TOPICS = (b"quotad/t/meters/", b"bench0/t/meters/")  # the floor's stream:
 
 
 def policy_text(rounds: int) -> str:
-    today = dt.date.today()
-    last = calendar.monthrange(today.year, today.month)[1]
-    text = (
-        '[township]\nid = "t"\nname = "基准镇"\ndaily_cap_kwh = 100000000\n'
-        f"[control]\nstart = {today.replace(day=1)}\nend = {today.replace(day=last)}\n"
-    )
+    text = township_head()
     for n in range(METERS):
         limit = "daily_limit_kwh = 1000\n" if n < rounds else ""
         text += (
