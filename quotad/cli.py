@@ -13,14 +13,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from quotad import __version__
+from quotad.commands.inspect import add_inspections_parser
+from quotad.commands.register import add_order_parsers, add_talks_parser, alerts_since, orders, run_order, talks
 from quotad.commands.replay import replay
 from quotad.config.figures import echo
 from quotad.config.foreign import os_error
 from quotad.config.load import Loaded, load
-from quotad.core.alerts import Order, cut_off_on
 from quotad.core.errors import ConfigError, QuotadError, UsageError
 from quotad.core.feed import counters, to_jsonl
 from quotad.core.i18n import _
+from quotad.core.orders import Order, cut_off_on
 from quotad.core.sources import SOURCE_LABELS
 from quotad.core.tables import render
 from quotad.core.views import off_text
@@ -72,12 +74,17 @@ def _parser() -> argparse.ArgumentParser:
     with_config("run", _("the daemon, in the foreground (systemd Type=notify); SIGHUP reloads, SIGTERM stops"))
     p = sub.add_parser("order", help=_("cutoff orders"), description=_("cutoff orders"))
     order_sub = p.add_subparsers(dest="order_command", required=True, metavar="ACTION")
-    p = order_sub.add_parser("lift", help=_("lift a standing cutoff order (recorded: who, when, why)"))
-    p.add_argument("firm", help=_("the firm's id"))
-    p.add_argument("--reason", required=True, help=_("why the order is lifted"))
-    _config_option(p)
-    p = with_config("alerts", _("print alerts as they arrive, in readable Chinese"))
+    add_order_parsers(order_sub, _config_option)
+    p = with_config("orders", _("the register of orders, with each change of state: who, when, why"))
+    p.add_argument("--firm", help=_("only this firm's orders"))
+    p.add_argument("--all", action="store_true", help=_("also the orders lifted, dismissed or ended"))
+    p.add_argument("--json", action="store_true", help=_("the orders' payloads, one per line"))
+    add_talks_parser(sub, _config_option)
+    add_inspections_parser(sub, _config_option)
+    p = with_config("alerts", _("print alerts as they arrive, in readable Chinese; or past ones from the journal"))
     p.add_argument("--follow", action="store_true", help=_("keep printing until interrupted (the default)"))
+    p.add_argument("--since", type=dt.date.fromisoformat, help=_("past alerts from this day on, from the journal"))
+    p.add_argument("--until", type=dt.date.fromisoformat, help=_("with --since: up to this day (included)"))
     p.add_argument("--severity", choices=("notice", "warning", "violation", "breach"))
     p.add_argument("--firm", help=_("only this firm's alerts ('township' for township alerts)"))
     p.add_argument("--json", action="store_true", help=_("the alert payloads, one per line"))
@@ -144,10 +151,17 @@ def _shell(args: argparse.Namespace, loaded: Loaded) -> int:
 
         return run(loaded, args.config)
     if args.command == "order":
-        from quotad.commands.orders import lift
-
-        print(lift(loaded, args.firm, args.reason))
-        return 0
+        return run_order(loaded, args.order_command, args.firm, args.reason, args.by, sys.stdout)
+    if args.command == "orders":
+        return orders(loaded, args.firm, args.all, args.json, sys.stdout)
+    if args.command == "talks":
+        return talks(loaded, args.firm, args.by, args.note, sys.stdout)
+    if args.command == "inspections":
+        return _inspections(args, loaded)
+    if args.command == "alerts" and (args.since is not None or args.until is not None):
+        if args.since is None or args.follow:
+            raise UsageError(_("--until goes with --since, and --since does not go with --follow"))
+        return alerts_since(loaded, args.since, args.until, args.firm, args.severity, args.json, sys.stdout)
     if args.command == "alerts":
         from quotad.commands.watch import follow_alerts
 
@@ -157,6 +171,15 @@ def _shell(args: argparse.Namespace, loaded: Loaded) -> int:
 
         return show_status(loaded)
     return 2
+
+
+def _inspections(args: argparse.Namespace, loaded: Loaded) -> int:
+    from quotad.commands import inspect
+
+    if args.inspections_command == "add":
+        return inspect.add_visit(loaded, args.firm, args.by, args.result, args.finding, args.photo, args.order,
+                                 sys.stdout)  # fmt: skip
+    return inspect.list_visits(loaded, args.firm, args.since, args.json, sys.stdout)
 
 
 def _check_config(path: Path, strict: bool) -> int:

@@ -165,13 +165,13 @@ def test_usage_errors_in_chinese(tmp_path: Path) -> None:
     assert (replay.returncode, replay.stderr) == (2, f"quotad replay: 文件不存在：{tmp_path / 'none.jsonl'}\n")
     alone = quotad("order", "lift", "shengda", "--reason", "复核", "-c", township, env=chinese())
     assert alone.returncode == 2, _show(alone)
-    assert alone.stderr == "quotad: 解除停电令需要守护进程配置文件（-c quotad.toml）：停电令保存在其 state_dir 中\n"
+    assert alone.stderr == "quotad: 此命令需要守护进程配置文件（-c quotad.toml）：停电令保存在其 state_dir 中\n"
     daemon = tmp_path / "quotad.toml"
     daemon.write_text(f'policy = "{township}"\nstate_dir = "{tmp_path / "state"}"\n', encoding="utf-8")
     unknown = quotad("order", "lift", "no-such-firm", "--reason", "复核", "-c", daemon, env=chinese())
     assert (unknown.returncode, unknown.stderr) == (2, "quotad: 未知的企业 'no-such-firm'\n"), _show(unknown)
     none = quotad("order", "lift", "shengda", "--reason", "复核", "-c", daemon, env=chinese())
-    assert (none.returncode, none.stderr) == (1, "quotad: 企业 'shengda' 没有有效的停电令\n"), _show(none)
+    assert (none.returncode, none.stderr) == (2, "quotad: shengda 没有停电令\n"), _show(none)
 
 
 def test_help_in_chinese() -> None:

@@ -31,7 +31,7 @@ from quotad.core.sources import file_loc
 __all__ = ["Loaded", "format_path", "load", "load_policy"]
 
 Loc = tuple[str | int, ...]
-_POLICY_TABLES = ("township", "control", "rota", "residents")
+_POLICY_TABLES = ("township", "control", "rota", "residents", "enforcement")
 
 
 @dataclass(frozen=True)

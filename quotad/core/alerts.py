@@ -6,17 +6,16 @@ a trailing `.0`. Payload key order is fixed, so the same alert always serialises
 
 from __future__ import annotations
 
-import datetime as dt
 import json
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
+
+from quotad.core.orders import Order, cut_off_on
 
 __all__ = [
     "RULE_NAMES",
     "SEVERITY_NAMES",
     "Alert",
-    "Lift",
     "Order",
     "ShedEntry",
     "alert_id",
@@ -37,6 +36,8 @@ RULE_NAMES = {
     "cutoff_breach": "停电令期间用电",
     "meter_offline": "电表无读数",
     "meter_anomaly": "电表读数异常",
+    "escalation": "约谈升级",
+    "manual_order": "督查下达",
 }
 
 
@@ -87,6 +88,7 @@ class Alert:
     message: str
     meter: str | None = None
     shed: tuple[ShedEntry, ...] | None = None
+    order_state: str | None = None  # the state of the order this alert made (pending or issued)
 
     @property
     def subject(self) -> str:
@@ -112,6 +114,8 @@ class Alert:
         }
         if self.meter is not None:
             out["meter"] = self.meter
+        if self.order_state is not None:
+            out["order_state"] = self.order_state
         if self.shed is not None:
             out["shed"] = [
                 {"firm": s.firm, "firm_name": s.firm_name, "trailing_hour_kwh": s.trailing_hour_kwh} for s in self.shed
@@ -120,47 +124,3 @@ class Alert:
 
     def to_json(self) -> str:
         return json.dumps(self.payload(), ensure_ascii=False, separators=(",", ":"))
-
-
-@dataclass(frozen=True, slots=True)
-class Lift:
-    by: str
-    reason: str
-    at: str  # ISO 8601
-
-
-@dataclass(frozen=True, slots=True)
-class Order:
-    """A standing cutoff order (一停到底): from the violation's day to the end of the control period."""
-
-    firm: str
-    firm_name: str
-    alert_id: str
-    rule: str
-    issued: str  # event time of the reading that triggered it
-    from_day: str
-    until: str
-    evidence: dict[str, Any] = field(default_factory=dict)
-    lifted: Lift | None = None
-
-    def stands(self, day: dt.date) -> bool:
-        """In force on `day`: not lifted, and `day` not past `until` (an order that has ended silences nothing)."""
-        return self.lifted is None and day.isoformat() <= self.until
-
-    def payload(self) -> dict[str, Any]:
-        return {
-            "firm": self.firm,
-            "firm_name": self.firm_name,
-            "alert_id": self.alert_id,
-            "rule": self.rule,
-            "issued": self.issued,
-            "from": self.from_day,
-            "until": self.until,
-            "evidence": self.evidence,
-        }
-
-
-def cut_off_on(orders: Iterable[Order], day: dt.date) -> set[str]:
-    """The firms cut off on `day`: under an order from its first day to its `until`, not lifted."""
-    iso = day.isoformat()
-    return {order.firm for order in orders if order.stands(day) and order.from_day <= iso}

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import datetime as dt
 import heapq
-from dataclasses import replace
 
 from quotad.core import messages
-from quotad.core.alerts import Alert, Lift, Order, ShedEntry, alert_id, cut_off_on, kwh
+from quotad.core.alerts import Alert, Order, ShedEntry, alert_id, cut_off_on, kwh
+from quotad.core.enforcement import Escalated, escalate
 from quotad.core.ledger import Applied, Ledger, MeterLedger, Total
 from quotad.core.policy import Firm, Policy
 from quotad.core.readings import Reading
@@ -47,6 +47,7 @@ class Engine:
         self.load = LoadIntervals()
         self.raised: set[str] = set()
         self.orders: dict[str, Order] = {}
+        self.escalations: dict[str, Escalated] = {}  # by firm: its count of violations and breaches, its talks
         self.now: Micros | None = None
         self.first_seen: Micros | None = None
         # One entry per watched meter: (deadline, meter, the reading it was computed from, or -1 before any).
@@ -105,6 +106,10 @@ class Engine:
             alerts += self._offline(now)
         if stale and not m.offline_alerted:
             alerts += self._went_offline(m, now, t)
+        if alerts:
+            counted = escalate(self, alerts)
+            if counted:
+                alerts += counted
         return alerts
 
     def _late_silence(self, m: MeterLedger, t: Micros, now: Micros) -> bool:
@@ -281,7 +286,7 @@ class Engine:
         return self._shed
 
     def cut_off(self, day: dt.date) -> set[str]:
-        """The firms cut off on `day`: under an order from its first day to its `until`, not lifted."""
+        """The firms cut off on `day`: under an open order (pending included) from its first day to its `until`."""
         return cut_off_on(self.orders.values(), day)
 
     def shed(self, now: Micros) -> tuple[ShedEntry, ...]:
@@ -295,14 +300,3 @@ class Engine:
                 ranked.append((-wh, firm_id))
         ranked.sort()
         return tuple(ShedEntry(f, self.firms[f].name, kwh(-neg)) for neg, f in ranked[:_SHED_MAX])
-
-    def lift(self, firm_id: str, by: str, reason: str, at: str) -> Order:
-        """Lift the standing order of `firm_id`; recorded on the order, never silent."""
-        order = self.orders.get(firm_id)
-        if order is None or order.lifted is not None:
-            msg = f"no standing cutoff order for {firm_id!r}"
-            raise KeyError(msg)
-        lifted = replace(order, lifted=Lift(by=by, reason=reason, at=at))
-        self.orders[firm_id] = lifted
-        self.forget_firm(firm_id)
-        return lifted

@@ -73,6 +73,32 @@ def _cutoff(from_day: str, until: str) -> str:
     return f"，应自 {from_day} 起停止供电至 {until}（一停到底），请督查核实并通知供电所执行"
 
 
+def cutoff_clause(from_day: str, until: str) -> str:
+    """The clause of a violation's message that orders the cutoff (replaced by `pending_clause` when pending)."""
+    return _cutoff(from_day, until)
+
+
+def pending_clause(from_day: str, until: str, accuracy_pct: float, margin_kwh: float | None) -> str:
+    """The clause of a violation whose order is pending (待核实): within the meters' accuracy (`margin_kwh`), or
+    every order awaiting an inspector (`margin_kwh` None)."""
+    if margin_kwh is not None:
+        return (
+            f"，超出部分在电表精度（±{_plain(accuracy_pct)}%，即 {_plain(margin_kwh)} kWh）以内，"
+            f"停电令（自 {from_day} 起至 {until}）待督查到现场核实后确认或撤销"
+        )
+    return f"，停电令（自 {from_day} 起至 {until}，一停到底）待督查核实后下达"
+
+
+def _plain(value: float) -> str:
+    """A figure to the Wh, without trailing zeros: 0.05, 1, 42.09."""
+    return f"{value:.3f}".rstrip("0").rstrip(".")
+
+
+def escalation_message(firm: str, count: int, after: int, step: str, liaison: str | None) -> str:
+    who = f"（联系领导：{liaison}）" if liaison else ""
+    return f"{firm} 本控制期违规和违令已累计 {count} 次，达到第 {after} 次的处理：{step}{who}"
+
+
 def _scope(whole: bool) -> str:
     """What the township's total covers: its feeder meters (the whole township), or only the firms' meters."""
     return "全镇用电" if whole else "全镇企业用电"

@@ -17,7 +17,19 @@ from dataclasses import dataclass, field
 from quotad.core.alerts import Alert, Order
 from quotad.schedule.calendar import Micros
 
-__all__ = ["EnergyPoints", "Message", "alert_line", "alert_message", "line", "order_line", "order_message", "topic"]
+__all__ = [
+    "EnergyPoints",
+    "Message",
+    "alert_line",
+    "alert_message",
+    "escalation_message",
+    "inspection_line",
+    "inspection_message",
+    "line",
+    "order_line",
+    "order_message",
+    "topic",
+]
 
 FIVE_MINUTES: Micros = 300_000_000
 
@@ -46,9 +58,10 @@ def alert_message(prefix: str, alert: Alert) -> Message:
 
 
 def order_message(prefix: str, township: str, order: Order, *, ended: bool = False) -> Message:
-    """The retained order; an empty retained message once it no longer stands (lifted, or `ended`: past `until`)."""
+    """The retained order, with its state and history; an empty retained message once it no longer stands (lifted,
+    dismissed, or `ended`: past `until`)."""
     target = topic(prefix, township, "orders", order.firm)
-    if order.lifted is not None or ended:
+    if not order.open or ended:
         return Message(target, "", retain=True)
     return Message(target, json.dumps(order.payload(), ensure_ascii=False, separators=(",", ":")), retain=True)
 
@@ -126,10 +139,37 @@ def alert_line(alert: Alert) -> str:
 
 
 def order_line(township: str, order: Order, t: Micros, *, ended: bool = False) -> str:
-    lifted = order.lifted
-    reason = lifted.reason if lifted else ("ended" if ended else None)
-    fields = {"alert_id": order.alert_id, "until": order.until, "lifted": lifted is not None, "reason": reason}
+    """A `cutoff_order` point at a change of the order's state (`ended`: past its `until`)."""
+    last = order.last
+    lifted = order.state == "lifted"
+    reason: str | None = None
+    by: str | None = None
+    state = order.state
+    if ended:
+        reason, by, state = "ended", "quotad", "ended"
+    elif last is not None:
+        reason, by = last.reason, last.by
+    fields = {"alert_id": order.alert_id, "until": order.until, "lifted": lifted, "reason": reason, "state": state,
+              "by": by}  # fmt: skip
     return line("cutoff_order", {"township": township, "firm": order.firm}, fields, t)
+
+
+def inspection_message(prefix: str, township: str, visit: Mapping[str, object]) -> Message:
+    """A recorded inspection visit, on `P/T/inspections/<firm>` (not retained: a record, not a state)."""
+    body = json.dumps(visit, ensure_ascii=False, separators=(",", ":"))
+    return Message(topic(prefix, township, "inspections", str(visit["firm"])), body)
+
+
+def inspection_line(township: str, visit: Mapping[str, object], t: Micros) -> str:
+    tags = {"township": township, "firm": str(visit["firm"]), "inspector": str(visit["by"])}
+    fields = {"result": visit["result"], "finding": visit["finding"], "order_alert_id": visit.get("order_alert_id")}
+    return line("inspection", tags, fields, t)
+
+
+def escalation_message(prefix: str, township: str, firm: str, payload: Mapping[str, object]) -> Message:
+    """A firm's escalation step, retained (SPEC: `{"firm", "count", "step", "since", "talks"}`)."""
+    body = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    return Message(topic(prefix, township, "escalations", firm), body, retain=True)
 
 
 @dataclass

@@ -19,7 +19,10 @@ from quotad.core.sources import MeterSource, ModbusSource, MqttSource, tagged
 
 __all__ = [
     "WEEKDAYS",
+    "Contact",
     "Control",
+    "Enforcement",
+    "Escalation",
     "Firm",
     "Group",
     "Meter",
@@ -138,6 +141,14 @@ class Opening(_Model):
         return int(year), int(month)
 
 
+class Contact(_Model):
+    """Someone at a firm who is told its rota, allowance and notices (SPEC "Notices and channels")."""
+
+    name: str = Field(min_length=1)
+    phone: str | None = None
+    channel: str | None = None
+
+
 class Firm(_Model):
     id: Id
     name: str = Field(min_length=1)
@@ -152,6 +163,8 @@ class Firm(_Model):
     rest_dates: tuple[dt.date, ...] = ()
     standby_kwh: NonNegativeKwh | None = None
     opening: tuple[Opening, ...] = ()
+    contacts: tuple[Contact, ...] = ()
+    liaison: str | None = Field(default=None, min_length=1)  # the cadre responsible for the firm (联系领导)
 
     @field_validator("rest_days", "rest_dates")
     @classmethod
@@ -198,6 +211,8 @@ class Meter(_Model):
     multiplier: Annotated[float, Field(gt=0, le=1_000_000, allow_inf_nan=False, strict=True)] = 1.0
     offline_after_s: Annotated[float, Field(gt=0, allow_inf_nan=False, strict=True)] = 900.0
     max_kw: PositiveKwh | None = None
+    # the meter's accuracy class (%): a violation within it makes a pending order (SPEC "Orders")
+    accuracy_pct: Annotated[float, Field(gt=0, le=10, allow_inf_nan=False, strict=True)] = 1.0
     source: MeterSource  # written as [meters.modbus] or [meters.mqtt]: see quotad.core.sources
 
     @model_validator(mode="before")
@@ -228,6 +243,28 @@ class Residents(_Model):
         return value
 
 
+class Escalation(_Model):
+    """A step a firm reaches by its count of violations and breaches (约谈, 问责)."""
+
+    after: Annotated[int, Field(ge=1, strict=True)]
+    step: str = Field(min_length=1)
+
+
+class Enforcement(_Model):
+    confirm: Literal["auto", "inspector"] = "auto"
+    escalation: tuple[Escalation, ...] = ()
+    inspection_sample: Annotated[int, Field(ge=0, le=100, strict=True)] = 2
+
+    @field_validator("escalation")
+    @classmethod
+    def _ascending(cls, value: tuple[Escalation, ...]) -> tuple[Escalation, ...]:
+        afters = [step.after for step in value]
+        if afters != sorted(set(afters)):
+            msg = _("escalation steps must be listed by `after`, each count once (got {afters})").format(afters=afters)
+            raise ValueError(msg)
+        return value
+
+
 class Policy(_Model):
     township: Township
     control: Control
@@ -236,6 +273,7 @@ class Policy(_Model):
     firms: tuple[Firm, ...] = ()
     meters: tuple[Meter, ...] = ()
     residents: Residents | None = None
+    enforcement: Enforcement = Enforcement()
 
     @property
     def cap_from(self) -> dt.date:

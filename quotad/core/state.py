@@ -22,11 +22,13 @@ import zlib
 from array import array
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
+from dataclasses import field as dataclass_field
 from typing import TYPE_CHECKING, Any, Final
 
-from quotad.core.alerts import Lift, Order
+from quotad.core.enforcement import Escalated, Talk
 from quotad.core.errors import QuotadError
 from quotad.core.ledger import DayRecord, Month, Total
+from quotad.core.orders import Change, Order
 from quotad.core.windows import Piece
 from quotad.schedule.calendar import Micros
 
@@ -87,6 +89,7 @@ class EngineState:
     trailing_township_wh: int  # the township pieces' energy (derived: the sum, kept to spare a loop over them)
     load: Mapping[Micros, int]  # Wh per 15-minute interval, by its start
     load_newest: Micros
+    escalations: Mapping[str, Escalated] = dataclass_field(default_factory=dict)  # by firm
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON form (every value a string, number, bool, null, list or object)."""
@@ -114,6 +117,7 @@ class EngineState:
                 "township": zlib.compress(bytes([p[4] for p in trailing]), 1).hex(),
             },
             "load": {"start": list(self.load), "wh": list(self.load.values()), "newest": self.load_newest},
+            "escalations": {firm: asdict(e) for firm, e in self.escalations.items()},
         }
 
     @classmethod
@@ -148,6 +152,10 @@ class EngineState:
             trailing_township_wh=sum(itertools.compress(wh, township)),
             load=dict(zip(load["start"], load["wh"], strict=True)),
             load_newest=load["newest"],
+            escalations={  # (absent from a state saved before escalation was counted)
+                firm: Escalated(e["count"], e["after"], e["since"], tuple(Talk(**t) for t in e["talks"]))
+                for firm, e in data.get("escalations", {}).items()
+            },
         )
 
 
@@ -191,8 +199,19 @@ def order_to_json(order: Order) -> dict[str, Any]:
 
 
 def order_from_json(data: Mapping[str, Any]) -> Order:
-    lifted = data.get("lifted")
-    return Order(**{**data, "lifted": Lift(**lifted) if lifted else None})
+    """An order from `order_to_json`'s form, or from that of a quotad before orders had states (issued, or lifted
+    with who, when and why)."""
+    fields = dict(data)
+    lifted = fields.pop("lifted", None)
+    if "state" not in fields:  # the older form: issued, maybe lifted
+        first = Change("issued", fields["issued"], "quotad", fields["alert_id"])
+        then = (Change("lifted", lifted["at"], lifted["by"], lifted["reason"]),) if lifted else ()
+        fields["history"] = (first, *then)
+        fields["state"] = "lifted" if lifted else "issued"
+        fields["breach_from"] = (dt.date.fromisoformat(fields["from_day"]) + dt.timedelta(days=1)).isoformat()
+    else:
+        fields["history"] = tuple(Change(**change) for change in fields["history"])
+    return Order(**fields)
 
 
 def export(engine: Engine) -> EngineState:
@@ -225,6 +244,7 @@ def export(engine: Engine) -> EngineState:
         trailing_township_wh=engine.trailing.township_wh_bound,
         load=dict(engine.load.wh),
         load_newest=engine.load.newest,
+        escalations=dict(engine.escalations),
     )
 
 
@@ -238,6 +258,7 @@ def restore(engine: Engine, state: EngineState) -> None:
     engine.now, engine.first_seen = state.now, state.first_seen
     engine.raised.update(state.raised)
     engine.orders.update(state.orders)
+    engine.escalations.update(state.escalations)
     ledger.firm_day.update((key, Total(wh)) for key, wh in state.firm_day.items())
     ledger.firm_month.update((key, Total(wh)) for key, wh in state.firm_month.items())
     ledger.township_day.update((key, Total(wh)) for key, wh in state.township_day.items())

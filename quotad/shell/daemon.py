@@ -21,12 +21,13 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
 
 from quotad.config.load import Loaded, load
 from quotad.core.engine import Engine
-from quotad.core.errors import ConfigError, QuotadError, StoreError
+from quotad.core.errors import ConfigError, QuotadError, StoreError, UsageError
 from quotad.core.outputs import Message, topic
 from quotad.core.policy import Policy
 from quotad.core.views import (
@@ -315,18 +316,20 @@ class Daemon(Ingesting, Publishing):
         self.wakes["mqtt"].set()
 
     def _requests(self) -> None:
+        """People's commands filed while the daemon runs (`quotad.commands.orders`), carried out in order; each
+        and its answer journaled together or not at all."""
         for request, body in self.store.open_requests():
-            if body.get("kind") != "lift":
-                self.store.finish_request(request, {"ok": False, "error": "unknown request"})
-                continue
             try:
-                with self.store.batch():  # the lift and its answer, together or not at all
-                    order = self.journal.record_lift(body["firm"], body["by"], body["reason"], body["at"])
-                    self.store.finish_request(request, {"ok": True, "alert_id": order.alert_id})
-            except KeyError as exc:
-                self.store.finish_request(request, {"ok": False, "error": str(exc.args[0])})
+                with self.store.batch():
+                    outcome = self.journal.record_command(body)
+                    self.store.finish_request(request, outcome)
+            except (QuotadError, KeyError, TypeError) as exc:
+                if isinstance(exc, StoreError):
+                    raise  # the disk refused: the request stays open, tried again at the next tick
+                text = str(exc.args[0]) if isinstance(exc, KeyError) else str(exc)
+                self.store.finish_request(request, {"ok": False, "error": text, "usage": isinstance(exc, UsageError)})
                 continue
-            log.warning("cutoff order of %s lifted by %s: %s", order.firm, body["by"], body["reason"])
+            log.warning("%s", _said(body, outcome))
             for wake in self.wakes.values():
                 wake.set()
 
@@ -401,3 +404,11 @@ def _bounded_exit(code: int, limit_s: float = 10.0) -> None:
     timer = threading.Timer(limit_s, force)
     timer.daemon = True
     timer.start()
+
+
+def _said(body: dict[str, Any], outcome: dict[str, Any]) -> str:
+    """A command carried out, for the log: who did what to which firm, and why."""
+    what = body.get("action") or body.get("kind")
+    why = body.get("reason") or body.get("note") or body.get("finding") or ""
+    state = f" -> {outcome['state']}" if "state" in outcome else ""
+    return f"{what} {body.get('firm')}{state} by {body.get('by')}: {why}"

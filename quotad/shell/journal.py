@@ -19,9 +19,11 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from quotad.core.alerts import Alert, Lift, Order
+from quotad.core.alerts import Alert, Order
+from quotad.core.enforcement import COUNTED
 from quotad.core.engine import Engine
 from quotad.core.errors import ReadingError, StoreError
+from quotad.core.orders import Change
 from quotad.core.outputs import (
     EnergyPoints,
     Message,
@@ -35,7 +37,7 @@ from quotad.core.policy import Policy
 from quotad.core.readings import Reading
 from quotad.core.state import EngineState, order_from_json, order_to_json
 from quotad.core.windows import HOUR_US
-from quotad.shell import snapshots
+from quotad.shell import actions, snapshots
 from quotad.shell.store import TELEMETRY, Store
 
 __all__ = ["Journal", "order_from_json", "order_to_json", "policy_fingerprint", "recorded_orders"]
@@ -50,31 +52,45 @@ def policy_fingerprint(policy: Policy) -> str:
 
 def _reading_body(reading: Reading, alerts: Sequence[Alert], orders: Sequence[Order]) -> str:
     """The JSON text of a reading event, written directly (what json.dumps of {"reading": [meter, t, kWh, kW],
-    "raised": [...], "orders": [...]} gives; a reading's numbers are finite, so repr is their JSON)."""
+    "raised": [...], "orders": [...]} gives, with "alerts": [payloads] when it raised any, the register `quotad
+    alerts --since` reads; a reading's numbers are finite, so repr is their JSON)."""
     power = "null" if reading.power_kw is None else repr(reading.power_kw)
     head = f'{{"reading":[{json.dumps(reading.meter, ensure_ascii=False)},{reading.t},{reading.energy_kwh!r},{power}]'
     if not alerts and not orders:
         return head + ',"raised":[],"orders":[]}'
     rest = json.dumps([a.id for a in alerts], ensure_ascii=False, separators=(",", ":"))
     made = json.dumps([order_to_json(o) for o in orders], ensure_ascii=False, separators=(",", ":"))
-    return f'{head},"raised":{rest},"orders":{made}}}'
+    if not alerts:
+        return f'{head},"raised":{rest},"orders":{made}}}'
+    payloads = json.dumps([a.payload() for a in alerts], ensure_ascii=False, separators=(",", ":"))
+    return f'{head},"raised":{rest},"orders":{made},"alerts":{payloads}}}'
 
 
 def recorded_orders(store: Store) -> dict[str, Order]:
-    """Each firm's latest order as the journal records it (lifted ones included), without rebuilding the engine:
-    what `schedule` and `orders` read beside a running daemon."""
-    orders: dict[str, Order] = {}
+    """Each firm's latest order as the journal records it (lifted and dismissed ones included), without rebuilding
+    the engine: what `schedule` and `orders` read beside a running daemon."""
+    return {order.firm: order for order in order_history(store)}
+
+
+def order_history(store: Store) -> list[Order]:
+    """Every order the journal records, as each change left it, in the order of the changes (the register)."""
+    history: list[Order] = []
+    latest: dict[str, Order] = {}
     for event in store.order_events():
         if event.kind == "reading":
-            for data in event.body["orders"]:
-                order = order_from_json(data)
-                orders[order.firm] = order
+            made = [order_from_json(data) for data in event.body["orders"]]
+        elif event.kind == "lift":  # journaled by a quotad before orders had states
+            standing = latest.get(event.body["firm"])
+            if standing is None or not standing.open:
+                continue
+            change = Change("lifted", event.body["at"], event.body["by"], event.body["reason"])
+            made = [replace(standing, state="lifted", history=(*standing.history, change))]
         else:
-            standing = orders.get(event.body["firm"])
-            if standing is not None and standing.lifted is None:
-                lift = Lift(by=event.body["by"], reason=event.body["reason"], at=event.body["at"])
-                orders[standing.firm] = replace(standing, lifted=lift)
-    return orders
+            made = [order_from_json(event.body["order"])] if event.body.get("order") else []
+        for order in made:
+            latest[order.firm] = order
+            history.append(order)
+    return history
 
 
 class Journal:
@@ -158,16 +174,9 @@ class Journal:
         values = [v if v is None or math.isfinite(v) else repr(v) for v in (reading.energy_kwh, reading.power_kw)]
         self.last_event = self.store.append("rejected", {"reading": [reading.meter, reading.t, *values], "why": why})
 
-    def record_lift(self, firm: str, by: str, reason: str, at: str) -> Order:
-        order = self.engine.lift(firm, by, reason, at)
-        t = self.engine.now or 0
-        outbox: list[tuple[str, str, str]] = []
-        if self.prefix is not None:
-            outbox.append(("mqtt", "order", order_message(self.prefix, self.policy.township.id, order).to_json()))
-        if self.influx:
-            outbox.append(("influx", "cutoff_order", order_line(self.policy.township.id, order, t)))
-        self.last_event = self.store.append("lift", {"firm": firm, "by": by, "reason": reason, "at": at}, outbox)
-        return order
+    def record_command(self, command: dict[str, Any]) -> dict[str, Any]:
+        """Carry out and journal a person's command (see `quotad.shell.actions`), once per its id; its outcome."""
+        return actions.perform(self, command)
 
     def record_notice(self, key: str, message: Message | None) -> bool:
         """Send a notice once: False if the notice `key` was already sent (by this run or an earlier one)."""
@@ -179,7 +188,7 @@ class Journal:
         further): each one's retained topic is cleared and a `cutoff_order` point says so, once. Returns them."""
         ended = []
         for order in self.engine.orders.values():
-            if order.lifted is not None or order.stands(day):
+            if not order.open or order.stands(day):
                 continue
             outbox: list[tuple[str, str, str]] = []
             if self.prefix is not None:
@@ -216,6 +225,10 @@ class Journal:
         if self.prefix is not None:
             rows += [("mqtt", "alert", alert_message(self.prefix, a).to_json()) for a in alerts]
             rows += [("mqtt", "order", order_message(self.prefix, township, o).to_json()) for o in orders]
+            counted = dict.fromkeys(a.firm for a in alerts if a.firm is not None and a.severity in COUNTED)
+            for firm in counted:
+                assert firm is not None
+                rows += actions.escalation_rows(self, firm)
         if self.influx:  # a row of the alerts' and orders' points, which never give way, and one of telemetry
             kept = [alert_line(a) for a in alerts] + [order_line(township, o, reading.t) for o in orders]
             if kept:
@@ -295,10 +308,8 @@ class Journal:
             for meter, value in body["multipliers"].items():
                 if meter in engine.ledger.meters:
                     engine.ledger.set_multiplier(meter, value)
-        elif kind == "lift":
-            standing = engine.orders.get(body["firm"])
-            if standing is not None and standing.lifted is None:
-                engine.lift(body["firm"], body["by"], body["reason"], body["at"])
+        elif kind in actions.KINDS or kind == "lift":
+            actions.replay(self, kind, body)
 
     def _load_snapshot(self) -> int:
         """Load the newest readable snapshot; the event it covers through (0: none, replay from the start)."""

@@ -38,7 +38,8 @@ _WAL_LIMIT = 32 * 2**20  # bytes of WAL file kept after a checkpoint
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY,         -- the newest is never deleted: a new one is always the highest
-    kind TEXT NOT NULL,              -- 'reading' | 'lift' | 'notice' | 'multipliers' | 'order_end' | 'rejected'
+    kind TEXT NOT NULL,              -- 'reading' | 'order' | 'issue' | 'talk' | 'inspection' | 'inspections' | 'notice'
+                                     -- | 'multipliers' | 'order_end' | 'rejected' | 'lift' (older)
     body TEXT NOT NULL               -- JSON
 );
 CREATE TABLE IF NOT EXISTS outbox (
@@ -123,13 +124,35 @@ class Store(Outboxes):
         return store
 
     def order_events(self) -> Iterator[Event]:
-        """The events that made or changed an order, in order: readings that issued one, and lifts."""
+        """The events that made or changed an order, in order: readings that made one, people's commands on
+        orders, and lifts (journaled before orders had states)."""
         cursor = self.db.execute(
-            "SELECT seq, kind, body FROM events WHERE kind = 'lift' "
+            "SELECT seq, kind, body FROM events WHERE kind IN ('lift', 'order', 'issue', 'inspection') "
             "OR (kind = 'reading' AND json_array_length(body, '$.orders') > 0) ORDER BY seq"
         )
         for seq, kind, body in cursor:
             yield Event(seq, kind, json.loads(body))
+
+    def alert_payloads(self) -> Iterator[dict[str, Any]]:
+        """The alerts the journal records, as published, in the order raised (events journaled by a quotad before
+        alerts were kept whole carry their ids only, and are not among them)."""
+        cursor = self.db.execute(
+            "SELECT body FROM events WHERE kind IN ('reading', 'issue', 'inspection') "
+            "AND json_type(body, '$.alerts') = 'array' "
+            "ORDER BY seq"
+        )
+        for (body,) in cursor:
+            yield from json.loads(body)["alerts"]
+
+    def ended_orders(self) -> set[str]:
+        """The alert ids of the orders that ran to their end (past their `until`)."""
+        rows = self.db.execute("SELECT json_extract(body, '$.alert_id') FROM events WHERE kind = 'order_end'")
+        return {str(alert_id) for (alert_id,) in rows}
+
+    def visits(self) -> Iterator[dict[str, Any]]:
+        """The inspection visits recorded, in order (the commands as journaled)."""
+        for (body,) in self.db.execute("SELECT body FROM events WHERE kind = 'inspection' ORDER BY seq"):
+            yield json.loads(body)
 
     # -- the log -------------------------------------------------------------------------------
 

@@ -192,5 +192,5 @@ def test_order_lift_of_an_unknown_firm_is_bad_usage(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "unknown firm 'no-such-firm'" in result.stderr
     stopped = quotad("order", "lift", "shengda", "--reason", "x", "-c", str(config))
-    assert stopped.returncode == 1  # a runtime failure: there is no standing order to lift
-    assert "no standing cutoff order" in stopped.stderr
+    assert stopped.returncode == 2  # SPEC: a command on a missing order is bad usage
+    assert "shengda has no cutoff order" in stopped.stderr

@@ -17,6 +17,7 @@ from quotad.core.rules.steps import DAY, MONTH, PROJECTED, QUARTER, Step
 from quotad.core.rules.thresholds import Thresholds
 from quotad.core.windows import HOUR_US, Piece, TrailingHour
 from tests.conftest import at, make_policy, policy_text
+from tests.orders_help import end
 
 START = at("2010-10-18 00:00")
 POLICY = make_policy(cap=500, meter_extra="max_kw = 200", township_extra="load_cap_kw = 20")
@@ -203,11 +204,11 @@ def test_thresholds_are_only_an_optimisation_with_late_days_and_lifts(feed: list
     fast, slow = Engine(MANY), exhaustive(MANY)
     for n, reading in enumerate(feed):
         _same(fast, slow, reading)
-        standing = sorted(firm for firm, order in fast.orders.items() if order.lifted is None)
+        standing = sorted(firm for firm, order in fast.orders.items() if order.open)
         if standing and data.draw(st.booleans()):
             firm = data.draw(st.sampled_from(standing))
             for engine in (fast, slow):
-                engine.lift(firm, by="operator", reason=f"test {n}", at="2010-10-20T00:00:00+08:00")
+                end(engine, firm, reason=f"test {n}")
     assert fast.orders == slow.orders
     assert fast.raised == slow.raised
 

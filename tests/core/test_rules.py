@@ -5,7 +5,9 @@ import json
 
 import pytest
 
+from quotad.core.orders import Change, OrderError
 from tests.conftest import make_policy, r, rules_of, run
+from tests.orders_help import end
 
 REST_AND_LIMIT = """
 [[firms]]
@@ -26,7 +28,7 @@ def test_a_lift_re_arms_the_rules_of_the_day_the_order_silenced() -> None:
     engine, alerts = run(policy, saturday)
     assert rules_of(alerts) == [("rest_day", "violation", None, "2010-10-23")]
     assert engine.ingest(r("v-m", "2010-10-23 10:30", 70.0)) == []  # cut off: the day's limit is not its concern
-    engine.lift("v", by="operator", reason="误判", at="2010-10-23T11:00:00+08:00")
+    end(engine, "v", reason="误判", at="2010-10-23T11:00:00+08:00")
     alerts = engine.ingest(r("v-m", "2010-10-23 12:00", 85.0))  # 85 of 100 on the same day
     assert rules_of(alerts) == [("firm_daily_limit", "notice", 0.8, "2010-10-23")]
 
@@ -117,7 +119,7 @@ def test_standby_rules(firm: str, day: str, used: float, rule: str | None) -> No
 def test_cutoff_silences_other_rules_and_breach_from_next_day() -> None:
     readings = [
         r("x-m", "2010-10-20 00:00", 0.0),
-        r("x-m", "2010-10-20 12:00", 101.0),  # violation -> order from 10-20
+        r("x-m", "2010-10-20 12:00", 110.0),  # violation (beyond the meter's 1%) -> order issued from 10-20
         r("x-m", "2010-10-20 18:00", 400.0),  # same day: silent (no breach on the order's day)
         r("x-m", "2010-10-21 01:00", 440.0),  # 40 kWh over 7 h: 10-21 gets 5.714, under standby
         r("x-m", "2010-10-21 02:00", 500.0),  # 10-21 now 65.714 > 50: breach
@@ -138,15 +140,15 @@ def test_cutoff_silences_other_rules_and_breach_from_next_day() -> None:
 
 def test_lifted_order_lets_rules_speak_again() -> None:
     policy = make_policy(meters=("x",))
-    engine, _ = run(policy, [r("x-m", "2010-10-20 00:00", 0.0), r("x-m", "2010-10-20 12:00", 101.0)])
-    lifted = engine.lift("x", by="operator", reason="误判", at="2010-10-20T13:00:00+08:00")
-    assert lifted.lifted is not None
-    assert lifted.lifted.reason == "误判"
+    engine, _ = run(policy, [r("x-m", "2010-10-20 00:00", 0.0), r("x-m", "2010-10-20 12:00", 110.0)])
+    lifted = end(engine, "x", reason="误判", at="2010-10-20T13:00:00+08:00")
+    assert lifted.state == "lifted"
+    assert lifted.history[-1] == Change("lifted", "2010-10-20T13:00:00+08:00", "operator", "误判")
     assert engine.cut_off(dt.date(2010, 10, 20)) == set()
-    alerts = engine.ingest(r("x-m", "2010-10-21 12:00", 271.0))  # 170 kWh over 24 h: 85 on each day
+    alerts = engine.ingest(r("x-m", "2010-10-21 12:00", 280.0))  # 170 kWh over 24 h: 85 on each day
     assert [(a.rule, a.severity, a.period) for a in alerts] == [("firm_daily_limit", "notice", "2010-10-21")]
-    with pytest.raises(KeyError):
-        engine.lift("x", by="operator", reason="again", at="2010-10-21T13:00:00+08:00")
+    with pytest.raises(OrderError, match="lifted"):
+        end(engine, "x", reason="again", at="2010-10-21T13:00:00+08:00")
 
 
 @pytest.mark.parametrize(

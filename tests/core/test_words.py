@@ -102,9 +102,9 @@ def test_tomorrows_rota_names_the_exempt_firm_apart() -> None:
 
 
 def test_the_alerts_command_says_a_cutoff_once() -> None:
-    _, alerts = run(make_policy(meters=("x",)), [r("x-m", "2010-10-20 00:00", 0.0), r("x-m", "2010-10-20 09:00", 101)])
+    _, alerts = run(make_policy(meters=("x",)), [r("x-m", "2010-10-20 00:00", 0.0), r("x-m", "2010-10-20 09:00", 110)])
     line = format_alert(alerts[-1].payload())
-    assert line.startswith("2010-10-20 09:00 [违规] 盛达 2010-10-20 用电 101.0 kWh")
+    assert line.startswith("2010-10-20 09:00 [违规] 盛达 2010-10-20 用电 110.0 kWh")
     assert line.count("停止供电") == 1
     assert "处置" not in line
 

@@ -27,6 +27,7 @@ from quotad.core.outputs import order_message
 from quotad.shell.authority import corrections
 from tests.brokers import Mosquitto
 from tests.conftest import make_policy, policy_text, r, run
+from tests.orders_help import end
 from tests.shell.township import eventually
 
 BASE = "quotad/t"
@@ -165,7 +166,7 @@ def test_what_is_set_right_and_what_is_left_alone() -> None:
     readings = [r("x-m", "2010-10-20 09:00", 0.0), r("x-m", "2010-10-20 09:30", 101.0)]  # over its daily limit
     readings += [r("p-m", "2010-10-20 09:00", 0.0), r("p-m", "2010-10-20 09:30", 60.0)]  # on its group's off day
     engine, _ = run(make_policy(meters=("x", "p")), readings)
-    engine.lift("p", "站长", "核实后解除", "2010-10-20T10:00:00+08:00")
+    end(engine, "p", "站长", "核实后解除", "2010-10-20T10:00:00+08:00")
     genuine = order_message("quotad", "t", engine.orders["x"]).payload
     day = dt.date(2010, 10, 20)
     left = ["status/township", "status/firms/x", "status/daemon", "schedule/today", "daemon", "meters/p-m",

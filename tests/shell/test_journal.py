@@ -31,6 +31,7 @@ from quotad.core.readings import Reading
 from quotad.shell import journal as journal_module
 from quotad.shell.journal import Journal
 from quotad.shell.store import TELEMETRY, Store
+from tests.orders_help import ending, order_command
 
 ROOT = Path(__file__).resolve().parents[2]
 K = TypeVar("K")
@@ -110,20 +111,21 @@ def test_lift_is_journaled_and_survives_restart(tmp_path: Path) -> None:
     for reading in FEED:
         journal.record_reading(reading)
     firm = sorted(journal.engine.cut_off(dt.date(2010, 10, 21)))[0]
-    journal.record_lift(firm, by="operator", reason="复核后解除", at="2010-10-21T09:00:00+08:00")
+    action = ending(journal.engine.orders[firm])
+    journal.record_command(order_command(action, firm, reason="复核后解除"))
     messages = [Message.from_json(i.body) for i in journal.store.pending("mqtt", 100_000)]
     assert messages[-1].topic == f"quotad/xx-town/orders/{firm}"
     assert messages[-1].payload == ""  # the retained order is cleared
     assert messages[-1].retain
     lines = [i.body for i in journal.store.pending("influx", 100_000)]
     assert lines[-1].startswith(f"cutoff_order,firm={firm},township=xx-town ")
-    assert "lifted=true" in lines[-1]
+    assert f"lifted={'true' if action == 'lift' else 'false'}" in lines[-1]
     assert 'reason="复核后解除"' in lines[-1]
     restarted = Journal(Store(tmp_path), POLICY, prefix="quotad", influx=True)
     restarted.restore()
-    lifted = restarted.engine.orders[firm].lifted
-    assert lifted is not None
-    assert lifted.reason == "复核后解除"
+    ended = restarted.engine.orders[firm]
+    assert not ended.open
+    assert ended.history[-1].reason == "复核后解除"
     assert firm not in restarted.engine.cut_off(dt.date(2010, 10, 21))
 
 
@@ -323,9 +325,11 @@ def test_a_reading_event_is_written_as_json_dumps_would(
 ) -> None:
     """The journal writes a reading's event text itself (it is on the hot path): byte for byte what the store's
     json.dumps of the same body gives, so a restart reads back exactly what was written."""
-    alerts = [SimpleNamespace(id=i) for i in raised]
+    alerts = [SimpleNamespace(id=i, payload=lambda i=i: {"id": i, "message": "超限"}) for i in raised]
     text = journal_module._reading_body(Reading(meter, t, energy, power), alerts, [])  # type: ignore[arg-type]
-    body = {"reading": [meter, t, energy, power], "raised": raised, "orders": []}
+    body: dict[str, object] = {"reading": [meter, t, energy, power], "raised": raised, "orders": []}
+    if raised:  # the alerts whole, for the register (`quotad alerts --since`)
+        body["alerts"] = [{"id": i, "message": "超限"} for i in raised]
     assert text == json.dumps(body, ensure_ascii=False, separators=(",", ":"))
 
 

@@ -21,6 +21,7 @@ from quotad.shell import snapshots
 from quotad.shell.daemon import Daemon
 from quotad.shell.journal import Journal, recorded_orders
 from quotad.shell.store import Store
+from tests.orders_help import ending, order_command
 from tests.shell.test_journal import FEED, POLICY, outbox_ids
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -111,7 +112,7 @@ def test_compaction_deletes_covered_readings_keeps_the_register_and_restores_the
         live.record_reading(reading)
         if not lift_done and n > HALF and live.engine.orders:  # an operator's event among the readings
             firm = sorted(live.engine.orders)[0]
-            live.record_lift(firm, by="operator", reason="复核", at="2010-10-21T09:00:00+08:00")
+            live.record_command(order_command(ending(live.engine.orders[firm]), firm))
             lift_done = True
         if n % 250 == 0:
             live.compact()

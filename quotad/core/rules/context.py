@@ -8,10 +8,13 @@ may be given a new state without its rules noticing.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 from typing import Any, Protocol
 
-from quotad.core.alerts import Alert, Order, ShedEntry, alert_id, kwh
+from quotad.core import messages
+from quotad.core.alerts import Alert, ShedEntry, alert_id, kwh
 from quotad.core.ledger import MeterLedger, Month
+from quotad.core.orders import Change, Order
 from quotad.core.policy import Firm, Policy
 from quotad.core.windows import LoadIntervals, TrailingHour
 from quotad.schedule.calendar import Calendar, Micros
@@ -55,6 +58,11 @@ class Context:
         self.until = policy.control.end.isoformat()  # a cutoff's last day
         self.firms = {f.id: f for f in policy.firms}
         self.whole = bool(self.town.feeder_meters)  # the township's total is its feeders' (else the firms' meters)
+        self.inspector = policy.enforcement.confirm == "inspector"  # every rule's order starts pending
+        self.accuracy: dict[str, float] = {}  # a firm's meters' widest accuracy class (%)
+        for meter in policy.meters:
+            if meter.firm is not None:
+                self.accuracy[meter.firm] = max(self.accuracy.get(meter.firm, 0.0), meter.accuracy_pct)
 
     # -- read views --------------------------------------------------------------------------
 
@@ -118,17 +126,38 @@ class Context:
         order = self._holder.orders.get(firm.id)
         return order if order is not None and order.stands(day) else None
 
-    def cut_off(self, alert: Alert, firm: Firm, from_day: dt.date, evidence: dict[str, Any]) -> None:
+    def cut_off(self, alert: Alert, firm: Firm, from_day: dt.date, evidence: dict[str, Any]) -> Alert:
+        """Make `firm`'s order from `alert` (a violation; `evidence` from `evidence`): pending when its excess is
+        within the accuracy of the firm's meters, or when every order waits for an inspector
+        (`[enforcement] confirm`), else issued. Returns the alert as it goes out: with its order's state, and
+        a pending order's words in its message."""
+        consumed, limit = evidence["consumed_kwh"], evidence["limit_kwh"]
+        accuracy = self.accuracy.get(firm.id, 1.0)
+        margin = limit * accuracy / 100
+        within = consumed <= limit + margin
+        state = "pending" if within or self.inspector else "issued"
+        evidence.update(excess_kwh=round(consumed - limit, 3), accuracy_pct=accuracy, margin_kwh=round(margin, 3))
+        from_iso = from_day.isoformat()
         self._holder.orders[firm.id] = Order(
             firm=firm.id,
             firm_name=firm.name,
             alert_id=alert.id,
             rule=alert.rule,
             issued=alert.ts,
-            from_day=from_day.isoformat(),
+            from_day=from_iso,
             until=self.until,
             evidence=evidence,
+            state=state,
+            history=(Change(state, alert.ts, "quotad", alert.id),),
+            breach_from=None if state == "pending" else (from_day + dt.timedelta(days=1)).isoformat(),
         )
+        message = alert.message
+        if state == "pending":
+            clause = messages.cutoff_clause(from_iso, self.until)
+            assert clause in message, message
+            pending = messages.pending_clause(from_iso, self.until, accuracy, margin if within else None)
+            message = message.replace(clause, pending)
+        return replace(alert, order_state=state, message=message)
 
     def evidence(self, firm: Firm, day: dt.date, consumed_wh: float, limit_kwh: float) -> dict[str, Any]:
         meters = []

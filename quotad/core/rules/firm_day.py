@@ -45,5 +45,5 @@ class DailyLimit:
             ),
         )  # fmt: skip
         if cutoff:
-            ctx.cut_off(alert, firm, day, ctx.evidence(firm, day, consumed, limit))
+            return ctx.cut_off(alert, firm, day, ctx.evidence(firm, day, consumed, limit))
         return alert

@@ -72,5 +72,5 @@ class MonthlyQuota:
             opening = ctx.ledger.opening.get((firm.id, (day.year, day.month)))
             if opening:  # part of the month-to-date came from the utility's meter book, not the meters
                 evidence["opening_kwh"] = kwh(opening)
-            ctx.cut_off(alert, firm, from_day, evidence)
+            return ctx.cut_off(alert, firm, from_day, evidence)
         return alert

@@ -33,7 +33,7 @@ class CutoffBreach(_Standby):
 
     def steps(self, firm: Firm, day: dt.date) -> Iterator[Step]:
         order, period = self.ctx.standing(firm, day), day.isoformat()
-        if order is not None and order.from_day < period:
+        if order is not None and order.breach_counts(period):
             aid = self.ctx.id(firm.id, self.rule, period)
             yield Step(aid, DAY, self.over[firm.id], partial(self._alert, aid, firm, period, order))
 
@@ -69,8 +69,7 @@ class _OverStandby(_Standby):
             cutoff_until=ctx.until,
             message=messages.standby_message(firm.name, period, consumed / 1000, standby, self.why, ctx.until),
         )  # fmt: skip
-        ctx.cut_off(alert, firm, day, ctx.evidence(firm, day, consumed, standby))
-        return alert
+        return ctx.cut_off(alert, firm, day, ctx.evidence(firm, day, consumed, standby))
 
 
 class RotaOffDay(_OverStandby):
