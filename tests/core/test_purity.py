@@ -18,6 +18,8 @@ ALLOWED = {
     "__future__", "array", "bisect", "calendar", "collections", "csv", "dataclasses", "datetime", "enum", "fractions",
     "functools", "heapq", "itertools", "json", "math", "random", "re", "typing", "unicodedata", "zlib", "zoneinfo",
     "pydantic",
+    # quotad/core/inspections.py: the day's random draw is SHA-256 of a text, so anyone can recompute it (no IO)
+    "hashlib",
     # quotad/core/i18n.py: the translation catalogs are package data, found beside the code and read at the first
     # message (the one lookup of a file the core makes, as importing a module reads one)
     "gettext", "pathlib",
