@@ -62,6 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     p = with_config("replay", _("run the rules over recorded readings; alerts as JSONL on stdout"))
     p.add_argument("readings", type=Path, help=_("readings: JSONL, or CSV with a header when the name ends in .csv"))
     p.add_argument("--format", choices=("jsonl", "text"), default="jsonl", help=_("jsonl (default) or readable text"))
+    p.add_argument("--commands", type=Path, help=_("people's commands too (JSONL with a ts each): orders, talks"))
     p = with_config("feed", _("a simulated feed of the policy's meters (JSONL readings), for replay and benchmarks"))
     p.add_argument("--from", dest="start", type=dt.date.fromisoformat, required=True, help=_("first local day"))
     p.add_argument("--days", type=int, default=1, help=_("number of days (default 1)"))
@@ -116,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "schedule":
             return _schedule(loaded, args.start, args.days, args.json)
         if args.command == "replay":
-            return _replay(loaded, args.readings, args.format == "text")
+            return _replay(loaded, args.readings, args.format == "text", args.commands)
         if args.command == "feed":
             return _feed(loaded, args.start, args.days, args.step, args.seed)
         return _shell(args, loaded)
@@ -179,7 +180,9 @@ def _inspections(args: argparse.Namespace, loaded: Loaded) -> int:
     if args.inspections_command == "add":
         return inspect.add_visit(loaded, args.firm, args.by, args.result, args.finding, args.photo, args.order,
                                  sys.stdout)  # fmt: skip
-    return inspect.list_visits(loaded, args.firm, args.since, args.json, sys.stdout)
+    if args.inspections_command == "list":
+        return inspect.list_visits(loaded, args.firm, args.since, args.json, sys.stdout)
+    return inspect.today(loaded, args.json, sys.stdout)
 
 
 def _check_config(path: Path, strict: bool) -> int:
@@ -321,11 +324,12 @@ def _day_table(loaded: Loaded, table: list[DaySchedule]) -> str:
     return f"{title}\n{render(header, rows)}"
 
 
-def _replay(loaded: Loaded, readings: Path, text: bool) -> int:
-    if not readings.is_file():
-        print("quotad replay: " + _("no such file: {path}").format(path=readings), file=sys.stderr)
-        return 2
-    replay(loaded.policy, readings, sys.stdout, sys.stderr, text=text)
+def _replay(loaded: Loaded, readings: Path, text: bool, commands: Path | None) -> int:
+    for path in (readings, commands):
+        if path is not None and not path.is_file():
+            print("quotad replay: " + _("no such file: {path}").format(path=path), file=sys.stderr)
+            return 2
+    replay(loaded.policy, readings, sys.stdout, sys.stderr, text=text, commands=commands)
     return 0
 
 

@@ -1,7 +1,8 @@
 """Scenario cases: `quotad replay` over tests/cases/<name>/ must print exactly the expected alerts.
 
 Each case folder holds `township.toml`, `readings.jsonl` or `readings.csv`, `expected_alerts.jsonl` (one alert
-payload per line, in the order raised) and a README. A case whose readings deliberately contain malformed lines
+payload per line, in the order raised) and a README; `commands.jsonl` when people act in it (an order made by hand:
+`replay --commands`). A case whose readings deliberately contain malformed lines
 lists their line numbers in `malformed_lines.txt`; replay must report each of them on stderr as
 `readings.<ext>:<n>:`, and no others.
 
@@ -51,8 +52,9 @@ def _env() -> dict[str, str]:
 
 
 def _replay(workdir: Path, readings: str) -> subprocess.CompletedProcess[bytes]:
+    commands = ["--commands", "commands.jsonl"] if (workdir / "commands.jsonl").is_file() else []
     return subprocess.run(
-        [sys.executable, "-m", "quotad", "replay", "-c", "township.toml", readings],
+        [sys.executable, "-m", "quotad", "replay", "-c", "township.toml", readings, *commands],
         cwd=workdir,
         capture_output=True,
         timeout=120,

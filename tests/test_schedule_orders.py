@@ -86,14 +86,13 @@ def test_orders_end_with_the_control_period(journaled: Path) -> None:
     assert _cut_off(rows["2011-01-01"]) == "—"
 
 
-def test_a_dismissed_order_is_no_longer_shown(journaled: Path, tmp_path: Path) -> None:
-    """Shengda's 4,209.1 kWh against 4,200 is within its meter's 1%: a pending order, which the inspector dismisses."""
+def test_a_lifted_order_is_no_longer_shown(journaled: Path, tmp_path: Path) -> None:
     # a copy of the state, so the other tests keep theirs
     config = _daemon_file(tmp_path)
     (tmp_path / "state").mkdir(mode=0o700)
     (tmp_path / "state" / "quotad.db").write_bytes((journaled.parent / "state" / "quotad.db").read_bytes())
-    dismissed = quotad("order", "dismiss", "shengda", "--reason", "复核：电表误差", "-c", str(config))
-    assert dismissed.returncode == 0, dismissed.stderr
+    lifted = quotad("order", "lift", "shengda", "--reason", "县里批准复产", "-c", str(config))
+    assert lifted.returncode == 0, lifted.stderr
     row = _rows(quotad("schedule", "-c", str(config), "--from", "2010-10-21", "--days", "1").stdout)["2010-10-21"]
     assert _cut_off(row) == "荣生公司造纸厂、王氏木器作坊"
     assert "盛达机电公司除外，按日限额 4200 kWh 运行" in row  # runs again, under its limit

@@ -9,6 +9,7 @@ simulated days (or Ctrl-C) says where the data is and stops everything it starte
 from __future__ import annotations
 
 import getpass
+import heapq
 import json
 import os
 import queue
@@ -19,18 +20,22 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import tomllib
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import paho.mqtt.client as mqtt
 
+from quotad.commands.orders import carry_out, command
 from quotad.commands.watch import format_alert
 from quotad.config.daemon import MqttSettings
+from quotad.config.load import load
 from quotad.core.errors import QuotadError
+from quotad.core.orders import STATE_NAMES
 from quotad.shell.mqtt import Driver, mqtt_client
 
 __all__ = ["demo"]
@@ -72,12 +77,81 @@ def _wait_port(port: int, process: subprocess.Popen[bytes], name: str) -> None:
     raise QuotadError(msg)
 
 
+class People(threading.Thread):
+    """The people of the loop, played for the demo: the inspector (督查) who verifies a pending order on site and
+    confirms it, and the power supply station (供电所) that delivers the cutoff notice and cuts the supply. Each act is
+    the same journaled command as `quotad order ...`, filed with the running daemon, after a delay in simulated time;
+    what they did comes back on the orders' retained topics, as it would to anyone."""
+
+    def __init__(self, config: Path, speed: float, said: queue.Queue[tuple[str, str]]) -> None:
+        super().__init__(name="demo-people", daemon=True)
+        self.config, self.speed, self.said = config, speed, said
+        self.due: list[tuple[float, int, dict[str, Any]]] = []
+        self.planned: set[tuple[str, str]] = set()
+        self.states: dict[str, str] = {}  # each order's state as last published (alert id -> state)
+        self.names: dict[str, str] = {}
+        self.wake = threading.Condition()
+        self.count = 0
+
+    def saw(self, order: dict[str, Any]) -> None:
+        """An order's state as published: plan the next people's act on it (once per order and act)."""
+        self.states[str(order.get("alert_id"))] = str(order.get("state"))
+        self.names[str(order.get("firm"))] = str(order.get("firm_name"))
+        acts = {
+            "pending": [
+                (3600, "inspection", "督查", "现场核实：确有超限用电"),
+                (3900, "confirm", "督查", "现场核实属实"),
+            ],
+            "issued": [
+                (1200, "notified", "供电所", "停电通知书已送达企业"),
+                (3600, "executed", "供电所", "已拉闸停电"),
+            ],
+        }.get(str(order.get("state")), [])
+        for delay_s, act, by, reason in acts:
+            key = (str(order.get("alert_id")), act)
+            if key in self.planned:
+                continue
+            self.planned.add(key)
+            if act == "inspection":
+                fields = {"kind": "inspection", "result": "violation", "finding": reason, "issue_order": False,
+                          "photo": None}  # fmt: skip
+            else:
+                fields = {"kind": "order", "action": act, "reason": reason}
+            with self.wake:
+                self.count += 1
+                heapq.heappush(self.due, (time.monotonic() + delay_s / self.speed, self.count,
+                                          {**fields, "firm": order["firm"], "by": by,
+                                           "alert_id": order.get("alert_id")}))  # fmt: skip
+                self.wake.notify()
+
+    def run(self) -> None:
+        loaded = load(self.config)
+        while True:
+            with self.wake:
+                while not self.due or self.due[0][0] > time.monotonic():
+                    self.wake.wait(timeout=(self.due[0][0] - time.monotonic()) if self.due else None)
+                _due, _n, act = heapq.heappop(self.due)
+            kind, firm, by, alert_id = act.pop("kind"), act.pop("firm"), act.pop("by"), act.pop("alert_id")
+            if act.get("action") == "confirm" and self.states.get(str(alert_id)) != "pending":
+                continue  # issued meanwhile (its use went beyond the meters' accuracy): nothing to confirm
+            name = self.names.get(firm, firm)
+            try:
+                carry_out(loaded, command(loaded, kind, firm, by, **act))
+            except QuotadError as exc:  # an order lifted or ended meanwhile: said, and the demo goes on
+                self.said.put(("people", f"  [{by}] {name}：{exc}"))
+            else:
+                if kind == "inspection":
+                    self.said.put(("people", f"  [{by}] 到{name}现场督查，记录在案：{act['finding']}"))
+
+
 class Demo:
     def __init__(self, directory: Path, speed: float, days: int, out: TextIO) -> None:
         self.dir, self.speed, self.days, self.out = directory, speed, days, out
         self.mqtt_port, self.influx_port = _free_port(), _free_port()
         self.processes: list[tuple[str, subprocess.Popen[bytes]]] = []
         self.whole = False
+        self.states: dict[str, str] = {}  # each firm's order state as last shown
+        self.config = directory / "quotad.toml"
 
     def _start(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
         log = (self.dir / f"{name}.log").open("ab")
@@ -147,6 +221,8 @@ class Demo:
 
     def watch(self) -> None:
         inbox: queue.Queue[tuple[str, str]] = queue.Queue()
+        people = People(self.config, self.speed, inbox)
+        people.start()
         client = mqtt_client(MqttSettings(port=self.mqtt_port), "quotad-demo-view", clean=True)
         driver = Driver(client, "mqtt-demo-view")
         client.on_connect = lambda c, userdata, flags, reason, props: self._subscribe(c)
@@ -158,10 +234,16 @@ class Demo:
         try:
             while True:
                 topic, payload = inbox.get(timeout=60)
-                data = json.loads(payload) if payload else {}
+                data = json.loads(payload) if payload and topic != "people" else {}
                 if "/alerts/" in topic and str(data.get("id")) not in seen:
                     seen.add(str(data.get("id")))
                     self.out.write(format_alert(data) + "\n")
+                elif topic == "people":
+                    self.out.write(payload + "\n")
+                elif "/orders/" in topic:
+                    self._order(topic.rsplit("/", 1)[-1], data, people)
+                elif topic.endswith("/inspections/today") and data:
+                    self._inspections(data)
                 elif topic.endswith("/notices") and data.get("message"):
                     self.out.write(f"  [通知] {data['message']}\n")  # what firms and residents are told
                 elif topic.endswith("/status/township") and data:
@@ -177,6 +259,27 @@ class Demo:
             pass
         finally:
             driver.stop()
+
+    def _order(self, firm: str, data: dict[str, Any], people: People) -> None:
+        """An order's retained topic: its state when it changes, with who changed it and why."""
+        state = str(data.get("state", "")) if data else ""
+        if self.states.get(firm, "") == state:
+            return
+        self.states[firm] = state
+        if not data:
+            return  # lifted, dismissed or ended: the register keeps it (`quotad orders --all`)
+        last = (data.get("history") or [{}])[-1]
+        who = "quotad（规则）" if last.get("by") == "quotad" else str(last.get("by"))
+        self.out.write(f"  [停电令] {data.get('firm_name')}：{STATE_NAMES.get(state, state)}（{who}）\n")
+        people.saw(data)
+
+    def _inspections(self, data: dict[str, Any]) -> None:
+        """Today's inspection list, as published at 07:00: the firms, each with its first reason."""
+        entries = data.get("entries") or []
+        self.out.write(f"  [今日督查清单 {data.get('day')}] {len(entries)} 家：\n")
+        for rank, entry in enumerate(entries[:8], 1):
+            reasons = entry.get("reasons") or [""]
+            self.out.write(f"    {rank}. {entry.get('firm_name')}：{reasons[0]}\n")
 
     def _township_line(self, data: dict[str, object]) -> str:
         """'[10-20 08:15] 全镇企业用电 11234.4 kWh / 日上限 54611 kWh，按近一小时推算全天约 55102.2 kWh'."""
@@ -195,6 +298,8 @@ class Demo:
         client.subscribe("quotad/xx-town/alerts/#", 1)
         client.subscribe("quotad/xx-town/status/township", 1)
         client.subscribe("quotad/xx-town/notices", 1)
+        client.subscribe("quotad/xx-town/orders/+", 1)
+        client.subscribe("quotad/xx-town/inspections/today", 1)
 
     def stop(self) -> None:
         for name, process in reversed(self.processes):
@@ -219,7 +324,10 @@ class Demo:
             f"                curl -sG http://127.0.0.1:{self.influx_port}/query --data-urlencode db=quotad "
             "--data-urlencode 'q=SELECT rule, firm, severity, message FROM quota_alert'\n"
             f"Topics (on a broker started with mosquitto -c {self.dir}/mosquitto.conf): "
-            "quotad/xx-town/alerts/#, quotad/xx-town/status/#, quotad/xx-town/orders/#, quotad/xx-town/notices\n"
+            "quotad/xx-town/alerts/#, quotad/xx-town/status/#, quotad/xx-town/orders/#, quotad/xx-town/notices, "
+            "quotad/xx-town/inspections/#, quotad/xx-town/escalations/#\n"
+            f"The register:  quotad orders --all -c {self.dir}/quotad.toml;  "
+            f"quotad inspections list -c {self.dir}/quotad.toml\n"
         )
 
 

@@ -13,12 +13,12 @@ from typing import Any, TextIO
 from quotad.commands.orders import carry_out, command
 from quotad.commands.register import open_register
 from quotad.config.load import Loaded
-from quotad.core.errors import UsageError
+from quotad.core.errors import QuotadError, UsageError
 from quotad.core.i18n import _
 from quotad.core.orders import STATE_NAMES
 from quotad.core.tables import render
 
-__all__ = ["RESULT_NAMES", "add_inspections_parser", "add_visit", "list_visits"]
+__all__ = ["RESULT_NAMES", "add_inspections_parser", "add_visit", "list_visits", "today"]
 
 RESULT_NAMES = {"ok": "正常", "violation": "违规", "rectify": "限期整改"}
 
@@ -27,6 +27,9 @@ def add_inspections_parser(sub: Any, config_option: Callable[[argparse.ArgumentP
     help_text = _("inspections (督查): today's list, a visit recorded, the record")
     p = sub.add_parser("inspections", help=help_text, description=help_text)
     inspections_sub = p.add_subparsers(dest="inspections_command", required=True, metavar="ACTION")
+    p = inspections_sub.add_parser("today", help=_("today's inspection list (今日督查清单), ranked, with reasons"))
+    p.add_argument("--json", action="store_true", help=_("the list as published, JSON"))
+    config_option(p)
     p = inspections_sub.add_parser("add", help=_("record a visit to a firm (with a photo)"))
     p.add_argument("firm", help=_("the firm's id"))
     p.add_argument("--by", required=True, help=_("the inspector"))
@@ -40,6 +43,34 @@ def add_inspections_parser(sub: Any, config_option: Callable[[argparse.ArgumentP
     p.add_argument("--since", type=dt.date.fromisoformat, help=_("from this day on"))
     p.add_argument("--json", action="store_true", help=_("the visits as published, one per line"))
     config_option(p)
+
+
+def today(loaded: Loaded, as_json: bool, out: TextIO) -> int:
+    """The list the daemon published at 07:00 of the journal's day; before 07:00 (or if it has none), the list as
+    it stands now, computed the same way, and said so."""
+    from quotad.core.inspections import Entry, list_lines
+    from quotad.shell.journal import Journal
+
+    with open_register(loaded) as store:
+        journal = Journal(store, loaded.policy, None, False)
+        journal.restore()
+        now = journal.engine.now
+        if now is None:
+            raise QuotadError(_("no readings journaled yet: there is no day to list"))
+        day = journal.engine.calendar.day_of(now)
+        published = store.latest("inspections")
+        fresh = published is None or published.body.get("day") != day.isoformat()
+        payload = journal.inspection_list(day, now) if fresh or published is None else published.body
+    if as_json:
+        print(json.dumps(payload, ensure_ascii=False), file=out)
+        return 0
+    head = _("{township} inspection list of {day}").format(township=loaded.policy.township.name, day=day)
+    how = _("computed now, from the readings so far") if fresh else _("published at {computed}")
+    print(f"{head}（{how.format(computed=str(payload['computed'])[11:16])}）", file=out)
+    entries = [Entry(e["firm"], e["firm_name"], tuple(e["reasons"]), tuple(e["evidence"])) for e in payload["entries"]]
+    for line in list_lines(entries):
+        print(line, file=out)
+    return 0
 
 
 def add_visit(loaded: Loaded, firm: str, by: str, result: str, finding: str, photo_path: Path | None, order: bool,

@@ -7,26 +7,27 @@ Everything here changes the engine's state, so the journal records each command 
 replay applies it again, identically.
 
 Escalation: each violation alert and each `cutoff_breach` of a firm adds one to its count, and so does an order made
-by hand (a violation found on site). Reaching a step's `after` raises an `escalation` alert (severity `warning`,
+by hand (a violation found on site); a pending order issued because its use went beyond the meters' accuracy is
+the same violation, not counted again. Reaching a step's `after` raises an `escalation` alert (severity `warning`,
 id `<township>/<firm>/escalation/<after>`), naming the step and the firm's `liaison`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from quotad.core import messages
 from quotad.core.alerts import Alert, alert_id, kwh
 from quotad.core.i18n import _
-from quotad.core.orders import ACTIONS, Change, Order, OrderError, transition
+from quotad.core.orders import ACTIONS, PROMOTED, Change, Order, OrderError, transition
 
 if TYPE_CHECKING:
     from quotad.core.engine import Engine
 
-__all__ = ["COUNTED", "Escalated", "Talk", "command", "escalate", "issue", "talk"]
+__all__ = ["COUNTED", "Escalated", "Talk", "apply", "command", "escalate", "issue", "talk"]
 
 COUNTED = frozenset({"violation", "breach"})  # the severities that add to a firm's count
 
@@ -65,7 +66,7 @@ def escalate(engine: Engine, alerts: Sequence[Alert]) -> list[Alert]:
     """Count `alerts` (just raised) into their firms' escalation; the escalation alerts that raises."""
     out: list[Alert] = []
     for alert in alerts:
-        if alert.firm is not None and alert.severity in COUNTED:
+        if alert.firm is not None and alert.severity in COUNTED and not alert.id.endswith(PROMOTED):
             out += _count(engine, alert.firm, alert.t)
     return out
 
@@ -73,7 +74,8 @@ def escalate(engine: Engine, alerts: Sequence[Alert]) -> list[Alert]:
 def _count(engine: Engine, firm_id: str, t: int) -> list[Alert]:
     before = engine.escalations.get(firm_id, Escalated())
     count = before.count + 1
-    step = next((s for s in engine.policy.enforcement.escalation if s.after == count), None)
+    steps = engine.policy.enforcement.escalation
+    number, step = next(((n, s) for n, s in enumerate(steps, 1) if s.after == count), (0, None))
     if step is None:
         engine.escalations[firm_id] = replace(before, count=count)
         return []
@@ -86,7 +88,7 @@ def _count(engine: Engine, firm_id: str, t: int) -> list[Alert]:
         aid, t, "escalation", "warning", engine.calendar.day_of(t).isoformat(),
         firm=firm, consumed_kwh=None, limit_kwh=None, projected_kwh=None, action="none", cutoff_until=None,
         level=float(step.after),
-        message=messages.escalation_message(name, count, step.after, step.step, firm.liaison if firm else None),
+        message=messages.escalation_message(name, count, number, step.step, firm.liaison if firm else None),
     )  # fmt: skip
     return [alert] if alert is not None else []
 
@@ -154,6 +156,22 @@ def issue(engine: Engine, firm_id: str, change: Change) -> tuple[Order, list[Ale
     engine.orders[firm_id] = order
     engine.forget_firm(firm_id)
     return order, _count(engine, firm_id, t)
+
+
+def apply(engine: Engine, body: Mapping[str, Any]) -> tuple[Order | None, list[Alert]]:
+    """A person's command as journaled or given to `replay --commands` (`kind` issue, order or talk; `firm`, `by`,
+    `at`, and `action`, `reason` or `note`): (the order it made or changed, the alerts it raised)."""
+    kind, firm = body.get("kind"), body["firm"]
+    at = str(body.get("at") or body.get("ts") or "")
+    if kind == "talk":
+        talk(engine, firm, Talk(at, body["by"], body["note"]))
+        return None, []
+    change = Change("", at, body["by"], body["reason"])
+    if kind == "issue":
+        return issue(engine, firm, change)
+    if kind == "order":
+        return command(engine, body["action"], firm, change), []
+    raise OrderError(_("unknown command {kind!r}").format(kind=kind))
 
 
 def talk(engine: Engine, firm_id: str, held: Talk) -> Escalated:

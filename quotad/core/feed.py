@@ -28,6 +28,7 @@ _SHAPE = (0.45, 0.4, 0.4, 0.4, 0.45, 0.55, 0.8, 1.2, 1.5, 1.6, 1.6, 1.5, 1.1, 1.
 _SHAPE_SUM = sum(_SHAPE)
 _OFF_DAY_KWH = 24.0  # a firm that obeys an off day: lights and guards, under the 50 kWh standby
 _MINUTE: Micros = 60 * MICROS_PER_S
+_ON = 2**62  # the end of a cut that still lasts
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,26 @@ class TownshipModel:
         # per meter: (minutes accounted since origin, multiplied kWh at that minute's end)
         self._state = {m: (0, random.Random(_seed(seed, m)).uniform(10_000.0, 90_000.0)) for m in self.meters}
         self._targets: dict[tuple[str, dt.date], float] = {}
+        # firms whose supply the 供电所 has cut (an executed order): minute ranges [from, to) since origin
+        self._cut: dict[str, list[list[int]]] = {}
+        standby = policy.township.standby_kwh
+        self._trickle = {f.id: (standby if f.standby_kwh is None else f.standby_kwh) * 0.3 / 1440 for f in policy.firms}
+
+    def cut_off(self, firm: str, t: Micros) -> None:
+        """The 供电所 cut `firm`'s supply at `t` (its order executed): from the next minute on, its meters count only
+        lights and guards (30% of its standby energy a day) until `reconnect`."""
+        ranges = self._cut.setdefault(firm, [])
+        if not ranges or ranges[-1][1] != _ON:
+            ranges.append([(t - self.origin) // _MINUTE + 1, _ON])
+
+    def reconnect(self, firm: str, t: Micros) -> None:
+        """`firm`'s supply restored at `t` (its order lifted)."""
+        ranges = self._cut.get(firm)
+        if ranges and ranges[-1][1] == _ON:
+            ranges[-1][1] = (t - self.origin) // _MINUTE + 1
+
+    def _cut_at(self, firm: str, minute: int) -> bool:
+        return any(start <= minute < end for start, end in self._cut.get(firm, ()))
 
     def counter(self, meter_id: str, t: Micros) -> float:
         """The meter's own counter (kWh, divided by its multiplier) at `t`."""
@@ -138,6 +159,8 @@ class TownshipModel:
     def _minute_kwh(self, meter: Meter, minute: int) -> float:
         local = self.cal.local(self.origin + minute * _MINUTE)
         firm = self.firms[meter.firm or ""]
+        if firm.id in self._cut and self._cut_at(firm.id, minute):
+            return self._trickle[firm.id] / max(1, self._per_firm[firm.id])
         key = (firm.id, local.date())
         target = self._targets.get(key)
         if target is None:

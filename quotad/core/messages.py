@@ -94,9 +94,21 @@ def _plain(value: float) -> str:
     return f"{value:.3f}".rstrip("0").rstrip(".")
 
 
-def escalation_message(firm: str, count: int, after: int, step: str, liaison: str | None) -> str:
+def beyond_accuracy_message(
+    firm: str, period: str, consumed: float, limit: float, what: str, accuracy_pct: float, margin: float,
+    from_day: str, until: str,
+) -> str:  # fmt: skip
+    """A pending order issued: the use it was made on has gone beyond the meters' accuracy."""
+    return (
+        f"{firm} {period} 用电 {_used(consumed, limit)} kWh，超过{what} {limit_text(limit)} kWh 已超出电表精度"
+        f"（±{_plain(accuracy_pct)}%，即 {_plain(margin)} kWh），待核实的停电令转为下达" + _cutoff(from_day, until)
+    )
+
+
+def escalation_message(firm: str, count: int, number: int, step: str, liaison: str | None) -> str:
+    """'纸厂 本控制期违规、违令累计 2 次，启动约谈问责第 2 步：镇纪委书记约谈（联系领导：李副镇长）'."""
     who = f"（联系领导：{liaison}）" if liaison else ""
-    return f"{firm} 本控制期违规和违令已累计 {count} 次，达到第 {after} 次的处理：{step}{who}"
+    return f"{firm} 本控制期违规、违令累计 {count} 次，启动约谈问责第 {number} 步：{step}{who}"
 
 
 def _scope(whole: bool) -> str:

@@ -20,6 +20,7 @@ from quotad.core.i18n import N_, _
 __all__ = [
     "ACTIONS",
     "OPEN",
+    "PROMOTED",
     "STATE_NAMES",
     "Change",
     "Order",
@@ -44,6 +45,7 @@ _STATE_WORDS: Final = {
     "dismissed": N_("dismissed (已撤销)"),
     "lifted": N_("lifted (已解除)"),
 }
+PROMOTED: Final = "/issued"  # ends the id of the alert that issues a pending order gone beyond the meters' accuracy
 OPEN: Final = frozenset({"pending", "issued", "notified", "executed"})  # states in which an order stands
 # command -> (the states it may follow, the state it reaches)
 ACTIONS: Final[dict[str, tuple[frozenset[str], str]]] = {

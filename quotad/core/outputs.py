@@ -139,7 +139,9 @@ def alert_line(alert: Alert) -> str:
 
 
 def order_line(township: str, order: Order, t: Micros, *, ended: bool = False) -> str:
-    """A `cutoff_order` point at a change of the order's state (`ended`: past its `until`)."""
+    """A `cutoff_order` point at a change of the order's state (`ended`: past its `until`), at event time `t` plus a
+    microsecond per change before it: changes made at one event time (a command given while no reading came) are
+    points of their own, in order, where one would overwrite the other."""
     last = order.last
     lifted = order.state == "lifted"
     reason: str | None = None
@@ -151,7 +153,8 @@ def order_line(township: str, order: Order, t: Micros, *, ended: bool = False) -
         reason, by = last.reason, last.by
     fields = {"alert_id": order.alert_id, "until": order.until, "lifted": lifted, "reason": reason, "state": state,
               "by": by}  # fmt: skip
-    return line("cutoff_order", {"township": township, "firm": order.firm}, fields, t)
+    at = t + max(0, len(order.history) - 1) + (1 if ended else 0)
+    return line("cutoff_order", {"township": township, "firm": order.firm}, fields, at)
 
 
 def inspection_message(prefix: str, township: str, visit: Mapping[str, object]) -> Message:

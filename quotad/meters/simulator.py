@@ -5,7 +5,8 @@ Each Modbus gateway of the policy (a TCP host/port) becomes a pymodbus server on
 clock's now) into the registers its template names, so every read sees the counter advance. Writes are
 refused (a meter is read-only) and every request's function code is recorded. MQTT meters are published
 every minute of the clock, in their configured format, to the broker of the daemon file's `[mqtt]` (with its
-username, password file and CA file, like the daemon's own clients).
+username, password file and CA file, like the daemon's own clients). The simulator also reads the retained cutoff
+orders there: a firm whose order the 供电所 has executed draws only its lights from then on.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections import Counter
 from collections.abc import Sequence
 from functools import partial
 
+from paho.mqtt.client import MQTTMessage
 from pymodbus.constants import ExcCodes
 from pymodbus.framer import FramerType
 from pymodbus.pdu import ModbusPDU
@@ -148,6 +150,9 @@ class Simulator:
         assert self.mqtt is not None
         meters = [m for m in self.policy.meters if m.mqtt is not None and m.firm is not None]
         client = mqtt_client(self.mqtt, f"quotad-sim-{self.policy.township.id}", clean=True)
+        orders = f"{self.prefix}/{self.policy.township.id}/orders/+"
+        client.on_connect = lambda c, userdata, flags, reason, props: c.subscribe(orders, 1)
+        client.on_message = self._order
         driver = Driver(client, "simulated MQTT meters", backoff=Backoff(1.0, 10.0))
         client.connect_async(self.mqtt.host, self.mqtt.port)
         driver.start(asyncio.get_running_loop())
@@ -167,6 +172,22 @@ class Simulator:
                 t = max(t + _MINUTE, (self.clock.now() // _MINUTE) * _MINUTE)
         finally:
             driver.stop()
+
+    def _order(self, client: object, userdata: object, message: MQTTMessage) -> None:
+        """A firm's retained order (SPEC "MQTT topics"): the simulated firm stops drawing power once the 供电所 has
+        executed it, and draws again once it is lifted (the retained topic cleared)."""
+        firm = message.topic.rsplit("/", 1)[-1]
+        if firm not in self.model.firms:
+            return
+        try:
+            state = json.loads(message.payload)["state"] if message.payload else None
+        except (ValueError, KeyError, TypeError):
+            return
+        if state == "executed":
+            self.model.cut_off(firm, self.clock.now())
+            log.info("simulated %s: supply cut off (its order executed)", firm)
+        elif state is None:
+            self.model.reconnect(firm, self.clock.now())
 
 
 def _words(field: RegisterField) -> int:

@@ -114,23 +114,13 @@ def _apply(journal: Journal, command: dict[str, Any]) -> tuple[Order | None, lis
     engine, kind, firm = journal.engine, command["kind"], command["firm"]
     if firm not in engine.firms:
         raise OrderError(_("unknown firm {firm!r}").format(firm=firm))
-    if kind == "talk":
-        held = enforcement.Talk(command["at"], command["by"], command["note"])
-        enforcement.talk(engine, firm, held)
-        return (
-            None,
-            [],
-            {"ok": True, "firm": firm, "talks": len(engine.escalations[firm].talks)},
-            _escalation(journal, firm),
-        )
     if kind == "inspection":
         return _visit(journal, command)
-    change = Change("", command["at"], command["by"], command["reason"])
-    alerts: list[Alert] = []
-    if kind == "issue":
-        order, alerts = enforcement.issue(engine, firm, change)
-    else:
-        order = enforcement.command(engine, command["action"], firm, change)
+    made, alerts = enforcement.apply(engine, command)
+    if made is None:  # a talk
+        outcome = {"ok": True, "firm": firm, "talks": len(engine.escalations[firm].talks)}
+        return None, [], outcome, _escalation(journal, firm)
+    order = made
     rows = _order_rows(journal, order)
     if alerts:
         rows += _alert_rows(journal, alerts)

@@ -23,7 +23,8 @@ from quotad.core.alerts import Alert, Order
 from quotad.core.enforcement import COUNTED
 from quotad.core.engine import Engine
 from quotad.core.errors import ReadingError, StoreError
-from quotad.core.orders import Change
+from quotad.core.inspections import inspection_list, list_payload
+from quotad.core.orders import PROMOTED, Change
 from quotad.core.outputs import (
     EnergyPoints,
     Message,
@@ -32,11 +33,13 @@ from quotad.core.outputs import (
     meter_reading_line,
     order_line,
     order_message,
+    topic,
 )
 from quotad.core.policy import Policy
 from quotad.core.readings import Reading
 from quotad.core.state import EngineState, order_from_json, order_to_json
 from quotad.core.windows import HOUR_US
+from quotad.schedule.calendar import to_micros
 from quotad.shell import actions, snapshots
 from quotad.shell.store import TELEMETRY, Store
 
@@ -108,6 +111,7 @@ class Journal:
         self.auto_snapshot = True
         self._multipliers_settled = False
         self._fingerprint: str | None = None
+        self._next_list: int | None = None  # event time at which the next day's inspection list is due (07:00)
 
     def reloaded(self, policy: Policy) -> Journal:
         """This journal under `policy` (SPEC, "Reload"): the engine's state carried over, nothing replayed; the
@@ -133,6 +137,8 @@ class Journal:
         """Ingest `reading` and make it durable with everything it produced; [] if it was not newer."""
         if not self._multipliers_settled:
             self.settle_multipliers()
+        if self._next_list is None or reading.t >= self._next_list:
+            self._inspection_list_due(reading.t)
         engine = self.engine
         before = engine.ledger.meters[reading.meter].last_t if reading.meter in engine.ledger.meters else None
         orders_before = dict(engine.orders)
@@ -177,6 +183,36 @@ class Journal:
     def record_command(self, command: dict[str, Any]) -> dict[str, Any]:
         """Carry out and journal a person's command (see `quotad.shell.actions`), once per its id; its outcome."""
         return actions.perform(self, command)
+
+    def _inspection_list_due(self, t: int) -> None:
+        """Today's inspection list, once a reading reaches 07:00 local event time of its day (before it is counted:
+        the list is of what was known at 07:00, the same in a replay and live), once a day."""
+        cal = self.engine.calendar
+        day = cal.day_of(t)
+        seven = to_micros(dt.datetime.combine(day, dt.time(7), cal.tz))
+        if t < seven:
+            self._next_list = seven
+            return
+        self.record_inspection_list(day, t)
+        self._next_list = to_micros(dt.datetime.combine(day + dt.timedelta(days=1), dt.time(7), cal.tz))
+
+    def inspection_list(self, day: dt.date, t: int) -> dict[str, Any]:
+        """The inspection list of `day` as the engine stands (SPEC "Inspections"), as published."""
+        engine = self.engine
+        entries = inspection_list(engine, day, self.policy.enforcement.inspection_sample)
+        return list_payload(self.policy.township.id, day, entries, computed=engine.calendar.isoformat(t))
+
+    def record_inspection_list(self, day: dt.date, t: int) -> bool:
+        """Journal and publish (retained `P/T/inspections/today`) the list of `day`, once; False if it was already."""
+        if self.store.get(f"inspections:{day}") is not None:
+            return False
+        payload = self.inspection_list(day, t)
+        outbox = []
+        if self.prefix is not None:
+            body = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+            message = Message(topic(self.prefix, self.policy.township.id, "inspections", "today"), body, retain=True)
+            outbox.append(("mqtt", "inspections", message.to_json()))
+        return self._once(f"inspections:{day}", "inspections", payload, outbox)
 
     def record_notice(self, key: str, message: Message | None) -> bool:
         """Send a notice once: False if the notice `key` was already sent (by this run or an earlier one)."""
@@ -225,7 +261,9 @@ class Journal:
         if self.prefix is not None:
             rows += [("mqtt", "alert", alert_message(self.prefix, a).to_json()) for a in alerts]
             rows += [("mqtt", "order", order_message(self.prefix, township, o).to_json()) for o in orders]
-            counted = dict.fromkeys(a.firm for a in alerts if a.firm is not None and a.severity in COUNTED)
+            counted = dict.fromkeys(
+                a.firm for a in alerts if a.firm is not None and a.severity in COUNTED and not a.id.endswith(PROMOTED)
+            )
             for firm in counted:
                 assert firm is not None
                 rows += actions.escalation_rows(self, firm)

@@ -149,6 +149,12 @@ class Store(Outboxes):
         rows = self.db.execute("SELECT json_extract(body, '$.alert_id') FROM events WHERE kind = 'order_end'")
         return {str(alert_id) for (alert_id,) in rows}
 
+    def latest(self, kind: str) -> Event | None:
+        """The newest event of `kind`, if any."""
+        row = self.db.execute("SELECT seq, kind, body FROM events WHERE kind = ? ORDER BY seq DESC LIMIT 1", (kind,))
+        found = row.fetchone()
+        return Event(found[0], found[1], json.loads(found[2])) if found else None
+
     def visits(self) -> Iterator[dict[str, Any]]:
         """The inspection visits recorded, in order (the commands as journaled)."""
         for (body,) in self.db.execute("SELECT body FROM events WHERE kind = 'inspection' ORDER BY seq"):

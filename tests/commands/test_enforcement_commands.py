@@ -1,8 +1,8 @@
 """The commands of SPEC's enforcement loop, end to end, with the daemon stopped and with it running.
 
-The state is the recorded day of the example township, journaled as the daemon journals it: three orders on
-2010-10-20 — the paper mill on the seven's day (52 kWh against 50: issued), Shengda over its 4,200 kWh limit by
-9.1 kWh (within its meter's 1%: pending) and the Wang workshop on its rest day (issued). With the daemon running,
+The state is the recorded day of the example township under `confirm = "inspector"`, journaled as the daemon
+journals it: three pending orders on 2010-10-20 — the paper mill on the seven's day, Shengda over its 4,200 kWh
+limit and the Wang workshop on its rest day. With the daemon running,
 each command is filed as a request and carried out by `quotad run`; stopped, the command journals it itself.
 """
 
@@ -43,15 +43,25 @@ def quotad(*args: str | Path) -> subprocess.CompletedProcess[str]:
                           env=english(), check=False, timeout=60)  # fmt: skip
 
 
+def inspector_township(folder: Path) -> Path:
+    """The example township with `confirm = "inspector"`: every order waits for an inspector."""
+    policy = folder / "township.toml"
+    text = (CONFIG / "township.toml").read_text(encoding="utf-8")
+    assert 'confirm = "auto"' in text
+    policy.write_text(text.replace('confirm = "auto"', 'confirm = "inspector"'), encoding="utf-8")
+    return policy
+
+
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The state database of the recorded day, journaled reading by reading."""
-    state = tmp_path_factory.mktemp("recorded") / "state"
-    journal = Journal(Store(state), load(CONFIG / "township.toml").policy, "quotad", True)
+    folder = tmp_path_factory.mktemp("recorded")
+    state = folder / "state"
+    journal = Journal(Store(state), load(inspector_township(folder)).policy, "quotad", True)
     for _n, reading in read_readings(DAY, sys.stderr):
         journal.record_reading(reading)
     assert {f: o.state for f, o in journal.engine.orders.items()} == {
-        "rongsheng-paper": "issued", "shengda": "pending", "w-003": "issued"}  # fmt: skip
+        "rongsheng-paper": "pending", "shengda": "pending", "w-003": "pending"}  # fmt: skip
     journal.store.close()
     return state / "quotad.db"
 
@@ -63,7 +73,7 @@ def town(request: pytest.FixtureRequest, recorded: Path, tmp_path: Path) -> Iter
     state.mkdir(mode=0o700)
     (state / "quotad.db").write_bytes(recorded.read_bytes())
     config = tmp_path / "quotad.toml"
-    config.write_text(DAEMON.format(policy=CONFIG / "township.toml", state=state), encoding="utf-8")
+    config.write_text(DAEMON.format(policy=inspector_township(tmp_path), state=state), encoding="utf-8")
     if request.param == "stopped":
         yield config
         return
@@ -145,7 +155,7 @@ def test_an_order_by_hand_a_talk_and_the_register(town: Path) -> None:
     assert journal.engine.escalations["g-005"].talks[0].note == "约谈厂长，责令停产整改"
     standing = [json.loads(line) for line in ok(quotad("orders", "--json", "-c", town)).splitlines()]
     assert {o["firm"]: o["state"] for o in standing} == {
-        "rongsheng-paper": "issued", "shengda": "pending", "w-003": "issued", "g-005": "issued"}  # fmt: skip
+        "rongsheng-paper": "pending", "shengda": "pending", "w-003": "pending", "g-005": "issued"}  # fmt: skip
     table = ok(quotad("orders", "--firm", "g-005", "-c", town))
     assert "新盛木业" in table
     assert "现场发现夜间生产" in table
@@ -155,10 +165,10 @@ def test_past_alerts_from_the_journal(town: Path) -> None:
     day = [
         json.loads(line) for line in ok(quotad("alerts", "--since", "2010-10-20", "--json", "-c", town)).splitlines()
     ]
-    replayed = ok(quotad("replay", "-c", CONFIG / "township.toml", DAY))
+    replayed = ok(quotad("replay", "-c", town.parent / "township.toml", DAY))
     assert day == [json.loads(line) for line in replayed.splitlines()]  # the same alerts, in the order raised
     text = ok(quotad("alerts", "--since", "2010-10-20", "--until", "2010-10-20", "--firm", "shengda", "-c", town))
-    assert text.count("\n") == 3  # its notice at 80%, its warning at 90% and its violation
+    assert text.count("\n") == 4  # its notice at 80%, its warning at 90%, its violation and the talk it calls for
     assert "盛达机电公司" in text
     none = quotad("alerts", "--since", "2010-10-21", "-c", town)
     assert (none.returncode, none.stdout) == (0, "")

@@ -98,7 +98,8 @@ def simulated() -> Engine:
         ({("rongsheng-paper", "2010-10-21"): 20_000.0}, "2010-10-21", {}),  # the mill's own day
         # w-001 rests on Saturdays and Sundays (standby 5 kWh); 10-23 is a Saturday, 10-22 a Friday
         # (its order is pending: the rule made it at the first reading over 5 kWh, within the meter's accuracy)
-        ({("w-001", "2010-10-23"): 6.0}, "2010-10-24", {"w-001": ["rest_day", "order_pending"]}),
+        # 6 kWh against 5: pending at the first reading over, issued once beyond the meter's 1% (5.05 kWh)
+        ({("w-001", "2010-10-23"): 6.0}, "2010-10-24", {"w-001": ["rest_day"]}),
         ({("w-001", "2010-10-23"): 5.0}, "2010-10-24", {}),
         ({("w-001", "2010-10-22"): 40.0}, "2010-10-23", {}),
         # 盛达's daily limit 4,200 kWh, warning at 90% = 3,780 kWh, today or yesterday
@@ -228,10 +229,10 @@ def test_meters_offline_now_or_yesterday_or_with_an_anomaly_and_never_a_feeder()
 def test_the_simulated_township_ranked_by_most_serious_reason_then_more_reasons_then_id() -> None:
     entries = inspection_list(simulated(), D("2010-10-21"), sample=0)
     assert [(e.firm, [ev["kind"] for ev in e.evidence]) for e in entries] == [
-        ("rongsheng-paper", ["rota_off_day", "cutoff_breach"]),
-        ("w-003", ["rest_day", "order_pending"]),  # two reasons before one, whatever the ids
+        ("rongsheng-paper", ["rota_off_day", "cutoff_breach"]),  # two reasons before one, whatever the ids
         ("huayu-plastics", ["rota_off_day"]),  # today, on the mill's day
-        ("shengda", ["order_pending", "firm_daily_limit"]),  # pending ranks it (no breach: unconfirmed), limit second
+        ("w-003", ["rest_day"]),  # its order pending at first, issued once beyond its meter's accuracy
+        ("shengda", ["cutoff_breach", "firm_daily_limit"]),  # the same: issued on 10-20, so 10-21 is a breach
         ("g-006", ["meter_anomaly"]),
         ("w-005", ["meter_offline"]),
     ]

@@ -80,7 +80,8 @@ def test_confirm_inspector_makes_every_order_pending() -> None:
 def test_a_pending_order_silences_the_firm_and_breaches_count_only_after_it_is_confirmed() -> None:
     engine, _ = run(policy(), [r("x-m", "2010-10-20 00:00", 0.0), r("x-m", "2010-10-20 12:00", 100.5)])
     assert engine.orders["x"].state == "pending"
-    quiet = engine.ingest(r("x-m", "2010-10-21 12:00", 300.0))  # 10-21: ~100 kWh, under a pending order
+    assert engine.ingest(r("x-m", "2010-10-21 00:00", 100.9)) == []  # 10-20 ends within the meter's 1%
+    quiet = engine.ingest(r("x-m", "2010-10-21 12:00", 250.0))  # 10-21: 149.1 kWh, under a pending order
     assert rules_of(quiet) == []  # neither its limit (silenced) nor a breach (not issued)
     confirmed = command(engine, "confirm", "x", change())
     assert confirmed.state == "issued"
@@ -88,6 +89,25 @@ def test_a_pending_order_silences_the_firm_and_breaches_count_only_after_it_is_c
     assert rules_of(engine.ingest(r("x-m", "2010-10-21 23:00", 320.0))) == []  # still its issuing day
     breach = engine.ingest(r("x-m", "2010-10-22 12:00", 420.0))
     assert rules_of(breach) == [("cutoff_breach", "breach", None, "2010-10-22")]
+
+
+def test_a_pending_order_is_issued_once_the_use_goes_beyond_the_meters_accuracy() -> None:
+    engine, alerts = run(policy(ESCALATION), [r("x-m", "2010-10-20 00:00", 0.0), r("x-m", "2010-10-20 12:00", 100.5)])
+    assert engine.orders["x"].state == "pending"
+    assert engine.ingest(r("x-m", "2010-10-20 13:00", 101.0)) == []  # 1.0 over: still within 1 kWh
+    (issued,) = engine.ingest(r("x-m", "2010-10-20 14:00", 101.002))
+    assert issued.id == "t/x/firm_daily_limit/2010-10-20/1.0/issued"
+    assert (issued.severity, issued.action, issued.order_state) == ("violation", "cutoff", "issued")
+    assert "已超出电表精度（±1%，即 1 kWh），待核实的停电令转为下达" in issued.message
+    order = engine.orders["x"]
+    assert [c.state for c in order.history] == ["pending", "issued"]
+    assert order.breach_from == "2010-10-21"  # as if issued at once: the firm was told at the violation
+    assert engine.escalations["x"].count == 1  # one violation, counted once
+    assert [a.id for a in alerts if a.rule == "escalation"] == ["t/x/escalation/1"]
+    inspector = policy('[enforcement]\nconfirm = "inspector"\n')
+    waiting, _ = run(inspector, [r("x-m", "2010-10-20 00:00", 0.0), r("x-m", "2010-10-20 12:00", 100.5),
+                                 r("x-m", "2010-10-20 14:00", 300.0)])  # fmt: skip
+    assert waiting.orders["x"].state == "pending"  # under confirm = "inspector", only an inspector issues
 
 
 def test_a_dismissed_order_lets_the_firm_run_and_its_rules_speak_again() -> None:

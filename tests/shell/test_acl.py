@@ -45,6 +45,8 @@ PUBLISHED = [
     f"{BASE}/status/firms/+",
     f"{BASE}/schedule/today",
     f"{BASE}/orders/+",
+    f"{BASE}/escalations/+",
+    f"{BASE}/inspections/+",
     f"{BASE}/notices",
     f"{BASE}/daemon",
 ]

@@ -65,13 +65,15 @@ def test_a_reload_carries_the_state_and_a_restart_after_it_replays_only_what_fol
     before = crashy.engine.state()
     crashy = crashy.reloaded(EDITED)
     crashy.snapshot()  # what the daemon does at a reload: the point a restart replays from
+    snapshot_at = crashy.last_event
     assert crashy.engine.state() == before  # a policy edit changes no cursor, total, id or order
     three_quarters = HALF + len(FEED) // 4
     for reading in FEED[HALF:three_quarters]:
         crashy.record_reading(reading)
     crashy.store.close()  # killed
     restarted = journal(tmp_path / "crashy", EDITED)
-    assert restarted.restore() == three_quarters - HALF  # the events after the reload's snapshot, no more
+    lists = sum(1 for e in restarted.store.events(after=snapshot_at) if e.kind == "inspections")  # each 07:00's
+    assert restarted.restore() == three_quarters - HALF + lists  # the events after the reload's snapshot, no more
     for reading in FEED[three_quarters:]:
         restarted.record_reading(reading)
     assert raised_in_events(restarted.store) == raised_in_events(straight.store) == ids
@@ -185,6 +187,8 @@ def test_the_daemons_snapshots_are_encoded_while_the_loop_goes_on(tmp_path: Path
     live.auto_snapshot = False
     loop_turns: list[float] = []
 
+    covered: list[int] = []  # the event each snapshot covers through
+
     async def run() -> None:
         snapper = snapshots.Snapshotter(lambda: live, lambda: True)
 
@@ -204,15 +208,14 @@ def test_the_daemons_snapshots_are_encoded_while_the_loop_goes_on(tmp_path: Path
             assert task is not None
             await task
             assert snapper.covered == live.last_event
+            covered.append(live.last_event)
         ticking.cancel()
 
     asyncio.run(run())
     assert loop_turns
-    assert [event for event, _format in live.store.snapshot_events()] == [
-        live.last_event,
-        live.last_event - (len(FEED) - HALF),
-    ]
-    assert live.store.compacted_through() == live.last_event - (len(FEED) - HALF)
+    assert [event for event, _format in live.store.snapshot_events()] == [covered[1], covered[0]]
+    assert covered[1] - covered[0] >= len(FEED) - HALF  # the readings, and each morning's inspection list
+    assert live.store.compacted_through() == covered[0]
     restarted = journal(tmp_path)
     assert restarted.restore() == 0
     assert restarted.engine.state() == live.engine.state()

@@ -21,6 +21,7 @@ from quotad.core.policy import Firm
 from quotad.core.rules.context import Context
 from quotad.core.rules.firm_day import DailyLimit
 from quotad.core.rules.monthly import MonthlyQuota
+from quotad.core.rules.pending import PendingBeyondAccuracy
 from quotad.core.rules.standby import CutoffBreach, RestDay, RotaOffDay
 from quotad.core.rules.steps import Level, Step, levels
 from quotad.core.rules.township import Projection, TownshipCap, TownshipLoad
@@ -56,7 +57,9 @@ class ProjectionRule(Protocol):
     def steps(self, day: dt.date, now: Micros) -> Iterator[Step]: ...
 
 
-FIRM_RULES: tuple[Callable[[Context], FirmRule], ...] = (CutoffBreach, RotaOffDay, RestDay, DailyLimit, MonthlyQuota)
+FIRM_RULES: tuple[Callable[[Context], FirmRule], ...] = (
+    PendingBeyondAccuracy, CutoffBreach, RotaOffDay, RestDay, DailyLimit, MonthlyQuota,
+)  # fmt: skip
 TOWNSHIP_RULES: tuple[Callable[[Context], TownshipRule], ...] = (TownshipCap,)
 INTERVAL_RULES: tuple[Callable[[Context], IntervalRule], ...] = (TownshipLoad,)
 PROJECTION_RULES: tuple[Callable[[Context], ProjectionRule], ...] = (Projection,)

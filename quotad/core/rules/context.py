@@ -159,6 +159,10 @@ class Context:
             message = message.replace(clause, pending)
         return replace(alert, order_state=state, message=message)
 
+    def replace_order(self, order: Order) -> None:
+        """Put `order` (a change of the firm's standing one) in its place."""
+        self._holder.orders[order.firm] = order
+
     def evidence(self, firm: Firm, day: dt.date, consumed_wh: float, limit_kwh: float) -> dict[str, Any]:
         meters = []
         for m in self.ledger.meters.values():
