@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from quotad.commands.orders import carry_out, command
-from quotad.commands.register import open_register
+from quotad.commands.register import firm_text, open_register
 from quotad.config.load import Loaded
 from quotad.core.errors import QuotadError, UsageError
 from quotad.core.i18n import _
@@ -96,7 +96,7 @@ def add_visit(loaded: Loaded, firm: str, by: str, result: str, finding: str, pho
         if kept is not None:
             kept.unlink(missing_ok=True)
         raise
-    said = _("visit to {firm} recorded: {result}").format(firm=firm, result=RESULT_NAMES[result])
+    said = _("visit to {firm} recorded: {result}").format(firm=firm_text(loaded, firm), result=RESULT_NAMES[result])
     if "alert_id" in outcome:
         said += _("; order {alert_id} issued ({state})").format(
             alert_id=outcome["alert_id"], state=STATE_NAMES.get(outcome["state"], outcome["state"])
@@ -122,8 +122,15 @@ def list_visits(loaded: Loaded, firm: str | None, since: dt.date | None, as_json
     names = {f.id: f.name for f in loaded.policy.firms}
     rows = [
         [v["at"][:16].replace("T", " "), names.get(v["firm"], v["firm"]), v["by"], RESULT_NAMES.get(v["result"], "?"),
-         v["finding"], (v.get("photo") or {}).get("file", "—"), (v.get("order") or {}).get("alert_id", "—")]
+         v["finding"], _photo(v.get("photo")), (v.get("order") or {}).get("alert_id", "—")]
         for v in visits
     ]  # fmt: skip
     print(render(["时间", "企业", "督查", "结果", "发现", "照片", "停电令"], rows), file=out)
     return 0
+
+
+def _photo(photo: dict[str, Any] | None) -> str:
+    """A visit's photo in the table: where it is under state_dir, its digest shortened ('photos/31b14d98….jpg')."""
+    if not photo:
+        return "—"
+    return f"photos/{photo['sha256'][:8]}….{photo['type']}"

@@ -20,13 +20,13 @@ from quotad.config.load import Loaded
 from quotad.core.errors import QuotadError, UsageError
 from quotad.core.i18n import N_, _
 from quotad.core.orders import STATE_NAMES, Order
-from quotad.core.tables import render
 
 __all__ = [
     "ORDER_ACTIONS",
     "add_order_parsers",
     "add_talks_parser",
     "alerts_since",
+    "firm_text",
     "open_register",
     "orders",
     "run_order",
@@ -101,14 +101,20 @@ def run_order(loaded: Loaded, action: str, firm: str, reason: str | None, by: st
         text = _("the order of {firm} ({alert_id}) is now {state}, through the running daemon")
     else:
         text = _("the order of {firm} ({alert_id}) is now {state}; the daemon publishes it when it next runs")
-    print(text.format(firm=firm, alert_id=outcome["alert_id"], state=state), file=out)
+    print(text.format(firm=firm_text(loaded, firm), alert_id=outcome["alert_id"], state=state), file=out)
     return 0
+
+
+def firm_text(loaded: Loaded, firm: str) -> str:
+    """'盛达机电公司（shengda）': how a command names a firm back to the operator."""
+    name = next((f.name for f in loaded.policy.firms if f.id == firm), firm)
+    return f"{name}（{firm}）"
 
 
 def talks(loaded: Loaded, firm: str, by: str, note: str, out: TextIO) -> int:
     outcome, _online = carry_out(loaded, command(loaded, "talk", firm, by, note=note))
     text = _("talk with {firm} recorded ({count} so far)")
-    print(text.format(firm=firm, count=outcome["talks"]), file=out)
+    print(text.format(firm=firm_text(loaded, firm), count=outcome["talks"]), file=out)
     return 0
 
 
@@ -151,12 +157,14 @@ def orders(loaded: Loaded, firm: str | None, every: bool, as_json: bool, out: Te
     if not shown:
         print(_("no orders") if every else _("no standing orders (--all lists the others)"), file=out)
         return 0
-    rows = []
     for order in shown:
-        rows.append([order.firm_name, STATE_NAMES.get(order.state, order.state), order.from_day, order.until,
-                     order.alert_id])  # fmt: skip
-        rows += [["", f"  {STATE_NAMES.get(c.state, c.state)}", c.at, c.by, c.reason] for c in order.history]
-    print(render(["企业", "状态", "自 / 时间", "至 / 经办", "停电令 / 事由"], rows), file=out)
+        state = STATE_NAMES.get(order.state, order.state)
+        print(
+            f"{order.firm_name}（{order.firm}）  {state}  {order.from_day} 至 {order.until}  {order.alert_id}", file=out
+        )
+        for change in order.history:
+            when = change.at[:16].replace("T", " ")
+            print(f"  {when}  {STATE_NAMES.get(change.state, change.state)}  {change.by}：{change.reason}", file=out)
     return 0
 
 

@@ -100,7 +100,7 @@ def beyond_accuracy_message(
 ) -> str:  # fmt: skip
     """A pending order issued: the use it was made on has gone beyond the meters' accuracy."""
     return (
-        f"{firm} {period} 用电 {_used(consumed, limit)} kWh，超过{what} {limit_text(limit)} kWh 已超出电表精度"
+        f"{firm} {period} 用电 {_used(consumed, limit + margin)} kWh，超过{what} {limit_text(limit)} kWh 已超出电表精度"
         f"（±{_plain(accuracy_pct)}%，即 {_plain(margin)} kWh），待核实的停电令转为下达" + _cutoff(from_day, until)
     )
 

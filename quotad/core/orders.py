@@ -142,7 +142,7 @@ def transition(order: Order | None, action: str, firm: str, change: Change, day:
         message = _("the order of {firm} ({alert_id}) is {state}: it cannot be {done}").format(
             firm=firm, alert_id=order.alert_id, state=state, done=_(_DONE[action])
         )
-        raise OrderError(f"{message} ({_(hint)})" if hint else message)
+        raise OrderError(_("{message} ({hint})").format(message=message, hint=_(hint)) if hint else message)
     breach_from = order.breach_from
     if reached == "issued" and breach_from is None:
         breach_from = (day + dt.timedelta(days=1)).isoformat()

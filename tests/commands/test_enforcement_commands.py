@@ -188,7 +188,10 @@ def test_a_visit_with_a_photo_and_an_order_and_photos_refused(town: Path, tmp_pa
     photo = jpeg(tmp_path / "现场.jpg")
     said = ok(quotad("inspections", "add", "g-002", "--by", "李督查", "--result", "violation", "--finding",
                      "车间夜间开工", "--photo", photo, "--order", "-c", town))  # fmt: skip
-    assert "visit to g-002 recorded: 违规; order xx-town/g-002/manual_order/2010-10-21 issued (已下达)" in said
+    assert (
+        "visit to 永安食品厂（g-002） recorded: 违规; order xx-town/g-002/manual_order/2010-10-21 issued (已下达)"
+        in said
+    )
     kept = list((tmp_path / "state" / "photos").iterdir())
     assert [p.read_bytes() for p in kept] == [photo.read_bytes()]
     assert oct(kept[0].stat().st_mode & 0o777) == "0o600"

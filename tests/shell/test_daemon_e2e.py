@@ -230,10 +230,8 @@ def test_v2_write_path_and_order_lift_with_the_daemon_stopped(tmp_path: Path, br
             assert town.stop_daemon() == 0
             lift = quotad_cli("order", "lift", "rongsheng-paper", "--reason", "县里批准复产", "-c", str(config))
             assert lift.returncode == 0, lift.stderr
-            assert (
-                "the order of rongsheng-paper (xx-town/rongsheng-paper/rota_off_day/2010-10-20) is now 已解除"
-                in lift.stdout
-            )
+            said = "荣生公司造纸厂（rongsheng-paper） (xx-town/rongsheng-paper/rota_off_day/2010-10-20) is now 已解除"
+            assert said in lift.stdout
             town.start_daemon()  # it delivers the lift it finds in its journal
             town.wait_until("2010-10-20 05:00")
             assert town.stop_daemon() == 0
