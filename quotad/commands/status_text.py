@@ -11,6 +11,7 @@ from typing import TypeVar
 
 from quotad.config.load import Loaded
 from quotad.core.alerts import RULE_NAMES
+from quotad.core.orders import STATE_NAMES
 from quotad.core.payloads import FirmStatus, OrderView, Schedule, TownshipStatus, Unreadable, read, safe
 from quotad.core.tables import render
 from quotad.core.views import off_text
@@ -122,7 +123,8 @@ def _orders(retained: _Retained, names: dict[str, str]) -> list[str]:
             retained.flag(where, f"内容是企业 {safe(order.firm)} 的停电令，与主题不符")
             continue
         rule = RULE_NAMES.get(order.rule, safe(order.rule))
-        standing.append(f"{names[firm]} 自 {order.from_day} 起至 {order.until}（{rule}）")
+        state = STATE_NAMES[order.state]
+        standing.append(f"{names[firm]} {state} 自 {order.from_day} 起至 {order.until}（{rule}）")
     return standing
 
 

@@ -60,6 +60,7 @@ class OrderView(_Payload):
     rule: str
     from_day: dt.date = Field(alias="from")
     until: dt.date
+    state: Literal["pending", "issued", "notified", "executed"] = "issued"  # absent before orders had states
 
 
 class AlertView(_Payload):

@@ -229,3 +229,17 @@ def test_each_command_is_journaled_once(town: Path) -> None:
     assert [o.state for o in order_history(store) if o.firm == "shengda"] == ["pending", "issued"]
     by = os.environ.get("SUDO_USER") or __import__("getpass").getuser()
     assert journal_of(town).engine.orders["shengda"].history[-1].by == by  # --by defaults to the Unix user
+
+
+def test_todays_inspection_list(town: Path) -> None:
+    """The journal's day is 10-21 (its last reading at midnight): before 07:00 the list is computed as things stand,
+    and says so; the firms that broke the plan the day before come first, then the day's random draw."""
+    text = ok(quotad("inspections", "today", "-c", town))
+    assert text.startswith("××镇 inspection list of 2010-10-21（computed now, from the readings so far）")
+    listed = json.loads(ok(quotad("inspections", "today", "--json", "-c", town)))
+    assert listed["day"] == "2010-10-21"
+    firms = [e["firm"] for e in listed["entries"]]
+    assert firms[:3] == ["rongsheng-paper", "w-003", "shengda"]
+    drawn = [e["firm"] for e in listed["entries"] if e["evidence"][0]["kind"] == "random_sample"]
+    assert len(drawn) == 2  # the example's inspection_sample
+    assert "1. 荣生公司造纸厂（rongsheng-paper）" in text

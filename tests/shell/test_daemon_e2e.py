@@ -149,6 +149,7 @@ def test_a_morning_enforced_live_with_outages_reload_and_watchdog(tmp_path: Path
         assert "荣生公司造纸厂" in status.stdout
         assert "停电令：" in status.stdout
         assert "错时供电停电日用电" in status.stdout  # the order's rule, in words
+        assert "荣生公司造纸厂 已下达 自 2010-10-20 起至 2010-12-31（错时供电停电日用电）" in status.stdout  # its state
         assert lift.returncode == 0, lift.stderr
         assert "through the running daemon" in lift.stdout
         assert collector.last("quotad/xx-town/orders/w-003") == ""  # the lifted order's retained topic cleared
