@@ -27,7 +27,7 @@ from quotad.core.orders import ACTIONS, PROMOTED, Change, Order, OrderError, tra
 if TYPE_CHECKING:
     from quotad.core.engine import Engine
 
-__all__ = ["COUNTED", "Escalated", "Talk", "apply", "command", "escalate", "issue", "talk"]
+__all__ = ["COUNTED", "Escalated", "Talk", "apply", "command", "counts", "escalate", "issue", "talk"]
 
 COUNTED = frozenset({"violation", "breach"})  # the severities that add to a firm's count
 
@@ -62,11 +62,18 @@ class Escalated:
         }
 
 
+def counts(alert: Alert) -> bool:
+    """Whether `alert` adds one to its firm's escalation count (a violation or a breach of a firm, not the alert that
+    issues a pending order: that violation was counted when it was made)."""
+    return alert.firm is not None and alert.severity in COUNTED and not alert.id.endswith(PROMOTED)
+
+
 def escalate(engine: Engine, alerts: Sequence[Alert]) -> list[Alert]:
     """Count `alerts` (just raised) into their firms' escalation; the escalation alerts that raises."""
     out: list[Alert] = []
     for alert in alerts:
-        if alert.firm is not None and alert.severity in COUNTED and not alert.id.endswith(PROMOTED):
+        if counts(alert):
+            assert alert.firm is not None
             out += _count(engine, alert.firm, alert.t)
     return out
 

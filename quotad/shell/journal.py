@@ -20,11 +20,11 @@ from dataclasses import replace
 from typing import Any
 
 from quotad.core.alerts import Alert, Order
-from quotad.core.enforcement import COUNTED
+from quotad.core.enforcement import counts
 from quotad.core.engine import Engine
 from quotad.core.errors import ReadingError, StoreError
 from quotad.core.inspections import inspection_list, list_payload
-from quotad.core.orders import PROMOTED, Change
+from quotad.core.orders import Change
 from quotad.core.outputs import (
     EnergyPoints,
     Message,
@@ -261,9 +261,7 @@ class Journal:
         if self.prefix is not None:
             rows += [("mqtt", "alert", alert_message(self.prefix, a).to_json()) for a in alerts]
             rows += [("mqtt", "order", order_message(self.prefix, township, o).to_json()) for o in orders]
-            counted = dict.fromkeys(
-                a.firm for a in alerts if a.firm is not None and a.severity in COUNTED and not a.id.endswith(PROMOTED)
-            )
+            counted = dict.fromkeys(a.firm for a in alerts if counts(a))
             for firm in counted:
                 assert firm is not None
                 rows += actions.escalation_rows(self, firm)
