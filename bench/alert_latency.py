@@ -39,6 +39,15 @@ READINGS_JOURNALED = (
 )
 
 
+def readings_journaled(state: Path) -> int:
+    """How many readings the daemon whose state directory is `state` journaled (once it has stopped)."""
+    db = sqlite3.connect(state / "quotad.db")
+    try:
+        return int(db.execute(READINGS_JOURNALED).fetchone()[0])
+    finally:
+        db.close()
+
+
 def township_head() -> str:
     """The benchmarks' township: no cap that matters, a control period of this month."""
     today = dt.date.today()
@@ -120,9 +129,7 @@ def main(triggers: int) -> None:
         finally:
             daemon.send_signal(signal.SIGTERM)
             daemon.wait(60)
-        db = sqlite3.connect(directory / "state" / "quotad.db")
-        journaled = db.execute(READINGS_JOURNALED).fetchone()[0]
-        db.close()
+        journaled = readings_journaled(directory / "state")
     assert journaled == background + 2 * triggers, f"{journaled} readings journaled of {background + 2 * triggers}"
     alerts = [inspector.arrived[t] - s for t, s in sent_alert.items() if t in inspector.arrived]
     pings = [bare.arrived[t] - s for t, s in sent_ping.items() if t in bare.arrived]

@@ -24,7 +24,6 @@ import json
 import os
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -34,7 +33,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from bench.alert_latency import READINGS_JOURNALED, Clocked, percentiles, township_head
+from bench.alert_latency import Clocked, percentiles, readings_journaled, township_head
 from tests.brokers import Mosquitto
 from tests.services import Influx1
 
@@ -130,9 +129,7 @@ def one_run(k: int, directory: Path, broker: Mosquitto, influx: Influx1) -> tupl
     if os.environ.get("QUOTAD_LOG"):
         with open(os.environ["QUOTAD_LOG"], "a", encoding="utf-8") as copy:
             copy.write(f"== run {k + 1}\n{log.read_text(encoding='utf-8', errors='replace')}")
-    db = sqlite3.connect(run_dir / "state" / "quotad.db")
-    journaled = db.execute(READINGS_JOURNALED).fetchone()[0]
-    db.close()
+    journaled = readings_journaled(run_dir / "state")
     assert journaled == published, f"{journaled} readings journaled of {published}: see {log}"
     alerts = [inspector.arrived[t] - s for t, s in sent_alert.items() if t in inspector.arrived]
     pings = [bare.arrived[t] - s for t, s in sent_ping.items() if t in bare.arrived]

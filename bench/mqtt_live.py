@@ -22,7 +22,6 @@ import argparse
 import os
 import signal
 import socket
-import sqlite3
 import statistics
 import struct
 import subprocess
@@ -35,7 +34,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from bench.alert_latency import READINGS_JOURNALED, township_head
+from bench.alert_latency import readings_journaled, township_head
 from tests.brokers import Mosquitto
 from tests.services import Influx1
 
@@ -237,9 +236,7 @@ def main(rounds: int) -> None:
             finally:
                 daemon.send_signal(signal.SIGTERM)
                 daemon.wait(60)
-            db = sqlite3.connect(directory / "state" / "quotad.db")
-            journaled = db.execute(READINGS_JOURNALED).fetchone()[0]
-            db.close()
+            journaled = readings_journaled(directory / "state")
     assert journaled == rounds * n, f"{journaled} readings journaled of {rounds * n}"
     mine, bare = statistics.median(ours), statistics.median(floors)
     print(f"{METERS} MQTT meters, {n} readings a round, {rounds} rounds; {journaled} readings journaled, all of them")

@@ -60,7 +60,7 @@ def today(loaded: Loaded, as_json: bool, out: TextIO) -> int:
         day = journal.engine.calendar.day_of(now)
         published = store.latest("inspections")
         fresh = published is None or published.body.get("day") != day.isoformat()
-        payload = journal.inspection_list(day, now) if fresh or published is None else published.body
+        payload = journal.list_of(day, now) if fresh or published is None else published.body
     if as_json:
         print(json.dumps(payload, ensure_ascii=False), file=out)
         return 0

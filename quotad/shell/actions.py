@@ -44,7 +44,7 @@ from quotad.core.state import order_from_json, order_to_json
 if TYPE_CHECKING:
     from quotad.shell.journal import Journal
 
-__all__ = ["KINDS", "perform", "replay"]
+__all__ = ["KINDS", "escalation_rows", "perform", "replay"]
 
 log = logging.getLogger(__name__)
 KINDS = ("order", "issue", "talk", "inspection")
@@ -119,13 +119,13 @@ def _apply(journal: Journal, command: dict[str, Any]) -> tuple[Order | None, lis
     made, alerts = enforcement.apply(engine, command)
     if made is None:  # a talk
         outcome = {"ok": True, "firm": firm, "talks": len(engine.escalations[firm].talks)}
-        return None, [], outcome, _escalation(journal, firm)
+        return None, [], outcome, escalation_rows(journal, firm)
     order = made
     rows = _order_rows(journal, order)
     if alerts:
         rows += _alert_rows(journal, alerts)
     if kind == "issue":
-        rows += _escalation(journal, firm)
+        rows += escalation_rows(journal, firm)
     outcome = {"ok": True, "firm": firm, "alert_id": order.alert_id, "state": order.state}
     return order, alerts, outcome, rows
 
@@ -142,7 +142,7 @@ def _visit(journal: Journal, command: dict[str, Any]) -> tuple[Order | None, lis
         if result != "violation":
             raise OrderError(_("--order goes with --result violation: an order needs a violation found"))
         order, alerts = enforcement.issue(engine, firm, Change("", command["at"], command["by"], command["finding"]))
-        rows += _order_rows(journal, order) + _alert_rows(journal, alerts) + _escalation(journal, firm)
+        rows += _order_rows(journal, order) + _alert_rows(journal, alerts) + escalation_rows(journal, firm)
     photo = command.get("photo")
     visit = {
         "firm": firm,
@@ -183,7 +183,7 @@ def _alert_rows(journal: Journal, alerts: list[Alert]) -> Rows:
     return rows
 
 
-def _escalation(journal: Journal, firm: str) -> Rows:
+def escalation_rows(journal: Journal, firm: str) -> Rows:
     """The firm's retained escalation topic, as it stands now."""
     if journal.prefix is None:
         return []
@@ -192,6 +192,3 @@ def _escalation(journal: Journal, firm: str) -> Rows:
     payload = engine.escalations.get(firm, enforcement.Escalated()).payload(firm, steps)
     message = escalation_message(journal.prefix, journal.policy.township.id, firm, payload)
     return [("mqtt", "escalation", message.to_json())]
-
-
-escalation_rows = _escalation

@@ -196,7 +196,7 @@ class Journal:
         self.record_inspection_list(day, t)
         self._next_list = to_micros(dt.datetime.combine(day + dt.timedelta(days=1), dt.time(7), cal.tz))
 
-    def inspection_list(self, day: dt.date, t: int) -> dict[str, Any]:
+    def list_of(self, day: dt.date, t: int) -> dict[str, Any]:
         """The inspection list of `day` as the engine stands (SPEC "Inspections"), as published."""
         engine = self.engine
         entries = inspection_list(engine, day, self.policy.enforcement.inspection_sample)
@@ -206,7 +206,7 @@ class Journal:
         """Journal and publish (retained `P/T/inspections/today`) the list of `day`, once; False if it was already."""
         if self.store.get(f"inspections:{day}") is not None:
             return False
-        payload = self.inspection_list(day, t)
+        payload = self.list_of(day, t)
         outbox = []
         if self.prefix is not None:
             body = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))

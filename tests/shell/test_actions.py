@@ -132,7 +132,7 @@ def test_the_morning_list_is_published_once_from_what_was_known_at_seven(tmp_pat
     seven = next(n for n, r in enumerate(FEED) if live.engine.calendar.local(r.t).hour >= 7)
     for reading in FEED[:seven]:
         live.record_reading(reading)
-    expected = live.inspection_list(dt.date(2010, 10, 20), FEED[seven].t)
+    expected = live.list_of(dt.date(2010, 10, 20), FEED[seven].t)
     live.record_reading(FEED[seven])
     (event,) = [e for e in live.store.events() if e.kind == "inspections"]
     assert event.body == expected  # computed before the 07:00 reading was counted
