@@ -16,6 +16,7 @@ from quotad import __version__
 from quotad.commands.inspect import add_inspections_parser
 from quotad.commands.register import add_order_parsers, add_talks_parser, alerts_since, orders, run_order, talks
 from quotad.commands.replay import replay
+from quotad.commands.users import add_user_parser
 from quotad.config.figures import echo
 from quotad.config.foreign import os_error
 from quotad.config.load import Loaded, load
@@ -90,6 +91,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--firm", help=_("only this firm's alerts ('township' for township alerts)"))
     p.add_argument("--json", action="store_true", help=_("the alert payloads, one per line"))
     with_config("status", _("today's schedule, the township against its cap, each firm, the standing orders"))
+    add_user_parser(sub, _config_option)
     p = sub.add_parser("demo", help=_("the example township enforced live, for a first look"))
     p.add_argument("--speed", type=float, default=720.0, help=_("simulated seconds per real second (default 720)"))
     p.add_argument("--days", type=int, default=2, help=_("simulated days to run (default 2)"))
@@ -113,6 +115,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from quotad.commands.demo import demo
 
             return demo(args.speed, args.days)
+        if args.command == "user":
+            from quotad.commands.users import main as user_main
+
+            return user_main(args)
         loaded = load(args.config)
         if args.command == "schedule":
             return _schedule(loaded, args.start, args.days, args.json)

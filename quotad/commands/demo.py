@@ -14,6 +14,7 @@ import json
 import os
 import queue
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -34,6 +35,7 @@ from quotad.commands.orders import carry_out, command
 from quotad.commands.watch import format_alert
 from quotad.config.daemon import MqttSettings
 from quotad.config.load import load
+from quotad.config.users import add_user
 from quotad.core.errors import QuotadError
 from quotad.core.orders import STATE_NAMES
 from quotad.shell.mqtt import Driver, mqtt_client
@@ -47,6 +49,15 @@ def example_policy() -> Path:
     package = Path(__file__).resolve().parent.parent  # quotad/
     installed = package / "example" / "township.toml"
     return installed if installed.is_file() else package.parent / "config" / "township.toml"
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 def _free_port() -> int:
@@ -152,6 +163,9 @@ class Demo:
         self.whole = False
         self.states: dict[str, str] = {}  # each firm's order state as last shown
         self.config = directory / "quotad.toml"
+        self.web_port = 8080 if _port_free(8080) else _free_port()
+        # the console's demo users, one per role, each with a password made for this run
+        self.logins = {name: secrets.token_urlsafe(9) for name in ("leader", "inspector", "operator")}
 
     def _start(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
         log = (self.dir / f"{name}.log").open("ab")
@@ -201,9 +215,13 @@ class Demo:
             f'policy = "township.toml"\nstate_dir = "{self.dir}/state"\n'
             f'[mqtt]\nhost = "127.0.0.1"\nport = {self.mqtt_port}\nclient_id = "quotad-demo"\n'
             f'[influx]\napi = "v1"\nurl = "http://127.0.0.1:{self.influx_port}"\nbucket = "quotad"\n'
-            f"[clock]\nstart = 2010-10-20T00:00:00+08:00\nspeed = {self.speed}\n",
+            f"[clock]\nstart = 2010-10-20T00:00:00+08:00\nspeed = {self.speed}\n"
+            f'[web]\nlisten = "127.0.0.1:{self.web_port}"\nusers_file = "users"\n',
             encoding="utf-8",
         )
+        roles = {"leader": "viewer", "inspector": "inspector", "operator": "operator"}
+        for name, password in self.logins.items():
+            add_user(self.dir / "users", name, roles[name], password)
         return config
 
     def run(self) -> None:
@@ -215,7 +233,10 @@ class Demo:
         self._start("daemon", [*quotad, "run", "-c", str(config)])
         self.out.write(
             f"quotad demo in {self.dir}: ××镇, {self.days} simulated day(s) from 2010-10-20 at {self.speed:g}x "
-            f"(Ctrl-C stops)\n  broker 127.0.0.1:{self.mqtt_port}, InfluxDB http://127.0.0.1:{self.influx_port}\n\n"
+            f"(Ctrl-C stops)\n  broker 127.0.0.1:{self.mqtt_port}, InfluxDB http://127.0.0.1:{self.influx_port}\n"
+            f"  console http://127.0.0.1:{self.web_port}/  log in as "
+            + ", ".join(f"{name} / {password}" for name, password in self.logins.items())
+            + " (leader reads, inspector also confirms and records visits, operator also issues and lifts)\n\n"
         )
         self.watch()
 

@@ -130,6 +130,32 @@ class NoticeSettings(_Section):
         return value
 
 
+class WebSettings(_Section):
+    """`[web]`: the console (SPEC "The console"). `listen` is `host:port` (loopback by default: put nginx with TLS in
+    front, `deploy/nginx/`); `users_file` holds one user a line (`quotad user add`); `secure_cookie` marks the
+    session cookie Secure, for a console reached over https (behind TLS); `session_hours`: a session idle that
+    long ends."""
+
+    listen: str = "127.0.0.1:8080"
+    users_file: Path
+    secure_cookie: bool = False
+    session_hours: float = Field(default=12.0, gt=0, le=24 * 31)
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            msg = _("listen is host:port, e.g. 127.0.0.1:8080")
+            raise ValueError(msg)
+        return value
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        host, _sep, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
 class ClockSettings(_Section):
     start: dt.datetime
     speed: float = Field(default=1.0, gt=0, le=100_000)
@@ -156,6 +182,7 @@ class DaemonSettings(BaseSettings):
     influx: InfluxSettings | None = None
     notices: NoticeSettings = NoticeSettings()
     clock: ClockSettings | None = None
+    web: WebSettings | None = None
 
     @classmethod
     def settings_customise_sources(

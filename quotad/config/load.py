@@ -23,6 +23,7 @@ from quotad.config.daemon import DaemonSettings
 from quotad.config.figures import slips
 from quotad.config.foreign import os_error, pydantic_message, toml_message
 from quotad.config.tomlpos import PositionIndex
+from quotad.config.users import read_users
 from quotad.core.errors import ConfigError, Problem
 from quotad.core.i18n import _
 from quotad.core.policy import Policy
@@ -167,6 +168,13 @@ def _load_daemon(path: Path, raw: dict[str, Any], index: PositionIndex, env: dic
         raise ConfigError(_dedupe(problems))
     settings = _resolved(settings, path.parent)
     problems += _secret_problems(doc, settings)
+    if settings.web is not None:
+        try:
+            read_users(settings.web.users_file)
+        except ConfigError as exc:
+            problems += [
+                doc.problem(("web", "users_file"), p.message) if not p.line else p for p in exc.problems
+            ]  # the file as a whole at the daemon file's line; a line of the users file at its own
     warnings = _secret_warnings(doc, settings)
     if strict:
         problems += warnings
@@ -206,6 +214,8 @@ def _resolved(settings: DaemonSettings, base: Path) -> DaemonSettings:
         update["influx"] = influx.model_copy(
             update={"token_file": fix(influx.token_file), "password_file": fix(influx.password_file)}
         )
+    if settings.web:
+        update["web"] = settings.web.model_copy(update={"users_file": fix(settings.web.users_file)})
     return settings.model_copy(update=update)
 
 

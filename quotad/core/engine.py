@@ -147,9 +147,11 @@ class Engine:
             if township is not None and township.wh >= township.mark:
                 alerts += fire(self.ctx, rules.township(day), {DAY: township.wh}, t)
                 self.thresholds.township(day, township)
-        if m.township and self._load_cap:
+        if m.township:  # kept with or without a load cap: the console draws the township's day from them
             load = self.load
             quarters = load.add(t0, t, wh)
+            if not self._load_cap:
+                return alerts
             if len(quarters) == 1:  # the common case, checked here: one interval, of the day at hand
                 start, cal = quarters[0], self.calendar
                 if cal.lo <= start < cal.hi:

@@ -21,7 +21,7 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
 
@@ -50,6 +50,9 @@ from quotad.shell.sinks import InfluxSink, MqttSink
 from quotad.shell.snapshots import Snapshotter
 from quotad.shell.statuses import Publishing
 from quotad.shell.store import DaemonLock, Store
+
+if TYPE_CHECKING:
+    from quotad.web.app import Console
 
 __all__ = ["Daemon", "DaemonLock"]
 
@@ -96,6 +99,7 @@ class Daemon(Ingesting, Publishing):
         self.mqtt_sink: MqttSink | None = None
         self.influx_sink: InfluxSink | None = None
         self.wakes = {"mqtt": asyncio.Event(), "influx": asyncio.Event()}
+        self.console: Console | None = None  # `[web]`: started by `run`, on its loop
 
     def _journal(self, policy: Policy) -> Journal:
         journal = Journal(self.store, policy, self.prefix, self.settings.influx is not None)
@@ -135,6 +139,7 @@ class Daemon(Ingesting, Publishing):
         # READY=1 once the meters are subscribed; meanwhile enforcement runs and a stop is heard at once
         self._tasks.append(asyncio.create_task(self._ready(), name="ready"))
         self._tasks.append(asyncio.create_task(self._own_retained(), name="retained"))
+        await self._start_console()
         while not self._stop.is_set():
             waiters = [asyncio.create_task(self._stop.wait()), asyncio.create_task(self._reload.wait())]
             await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
@@ -190,9 +195,27 @@ class Daemon(Ingesting, Publishing):
             self.where.update(source.where)
             self._tasks += source.start(loop)
 
+    async def _start_console(self) -> None:
+        """The console, when `[web]` is set. One that cannot listen is said in the log and left out: enforcement
+        goes on without it."""
+        if self.settings.web is None:
+            return
+        from quotad.web.app import Console
+
+        console = Console(self)
+        try:
+            await console.start()
+        except OSError as exc:
+            log.error("the console is not served: cannot listen on %s: %s", self.settings.web.listen, exc)
+            await console.stop()
+            return
+        self.console = console
+
     async def _shutdown(self) -> None:
         notify("STOPPING=1")
         faulthandler.dump_traceback_later(15, exit=False)  # a stop that hangs says where, in the journal
+        if self.console is not None:
+            await self.console.stop()
         log.info("stopping: no more readings; flushing the outboxes for up to 3 s")
         if self.inbox is not None:
             self.inbox.closed = True  # what is read from now on stays unacknowledged: the broker keeps it
@@ -323,15 +346,33 @@ class Daemon(Ingesting, Publishing):
                 with self.store.batch():
                     outcome = self.journal.record_command(body)
                     self.store.finish_request(request, outcome)
+                    seq = self.journal.last_event
             except (QuotadError, KeyError, TypeError) as exc:
                 if isinstance(exc, StoreError):
                     raise  # the disk refused: the request stays open, tried again at the next tick
                 text = str(exc.args[0]) if isinstance(exc, KeyError) else str(exc)
                 self.store.finish_request(request, {"ok": False, "error": text, "usage": isinstance(exc, UsageError)})
                 continue
-            log.warning("%s", _said(body, outcome))
-            for wake in self.wakes.values():
-                wake.set()
+            self._commanded(body, outcome, seq)
+
+    def perform(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Carry out a person's command given on the console, as `_requests` does one filed by the CLI: journaled
+        once per command id (`quotad.shell.actions`). Raises OrderError for an impossible change (nothing done),
+        StoreError when the state directory refused the write (nothing done either)."""
+        with self.store.batch():
+            outcome = self.journal.record_command(body)
+            seq = self.journal.last_event
+        self._commanded(body, outcome, seq)
+        return outcome
+
+    def _commanded(self, body: dict[str, Any], outcome: dict[str, Any], seq: int) -> None:
+        log.warning("%s", _said(body, outcome))
+        for wake in self.wakes.values():
+            wake.set()
+        if self.console is not None:
+            event = next(self.store.events(seq - 1), None)
+            if event is not None and event.seq == seq and event.body.get("id") == body.get("id"):
+                self.console.alerts(list(event.body.get("alerts") or ()))
 
     # -- reload --------------------------------------------------------------------------------
 

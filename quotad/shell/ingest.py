@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from quotad.shell.journal import Journal
     from quotad.shell.snapshots import Snapshotter
     from quotad.shell.store import Store
+    from quotad.web.app import Console
 
 __all__ = ["FUTURE_LIMIT", "Ingesting", "retry_backoff"]
 
@@ -63,6 +64,7 @@ class Ingesting:
     _commits_then: int
 
     snapshots: Snapshotter
+    console: Console | None
 
     def _rebuild(self) -> None:
         raise NotImplementedError
@@ -94,6 +96,8 @@ class Ingesting:
                 self._reject(reading.meter, why)
             for alert in alerts:
                 log.warning("%s %s", alert.id, alert.message)
+            if alerts and self.console is not None:
+                self.console.alerts([alert.payload() for alert in alerts])
             for wake in self.wakes.values():
                 wake.set()
             if self.journal.last_event - self.snapshots.covered >= SNAPSHOT_EVERY:

@@ -22,7 +22,7 @@ import json
 import os
 import sqlite3
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -143,6 +143,25 @@ class Store(Outboxes):
         )
         for (body,) in cursor:
             yield from json.loads(body)["alerts"]
+
+    def recent_alerts(
+        self, limit: int, keep: Callable[[dict[str, Any]], bool] = lambda _a: True
+    ) -> list[dict[str, Any]]:
+        """The newest `limit` alerts the journal records that `keep` takes, newest first (read backwards: a page of
+        the console does not read the whole journal)."""
+        cursor = self.db.execute(
+            "SELECT body FROM events WHERE kind IN ('reading', 'issue', 'inspection') "
+            "AND json_type(body, '$.alerts') = 'array' "
+            "ORDER BY seq DESC"
+        )
+        found: list[dict[str, Any]] = []
+        for (body,) in cursor:
+            for alert in reversed(json.loads(body)["alerts"]):
+                if keep(alert):
+                    found.append(alert)
+                    if len(found) >= limit:
+                        return found
+        return found
 
     def ended_orders(self) -> set[str]:
         """The alert ids of the orders that ran to their end (past their `until`)."""
