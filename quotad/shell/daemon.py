@@ -21,13 +21,13 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
 
 from quotad.config.load import Loaded, load
 from quotad.core.engine import Engine
-from quotad.core.errors import ConfigError, QuotadError, StoreError, UsageError
+from quotad.core.errors import ConfigError, QuotadError, StoreError
 from quotad.core.outputs import Message, topic
 from quotad.core.policy import Policy
 from quotad.core.views import (
@@ -41,6 +41,7 @@ from quotad.meters.source import Context, Source
 from quotad.schedule.calendar import to_micros
 from quotad.shell.authority import own_retained
 from quotad.shell.clock import Clock, shared_anchor
+from quotad.shell.commanding import Commanding
 from quotad.shell.inbox import Inbox
 from quotad.shell.ingest import Ingesting, retry_backoff
 from quotad.shell.journal import Journal
@@ -59,7 +60,7 @@ __all__ = ["Daemon", "DaemonLock"]
 log = logging.getLogger(__name__)
 
 
-class Daemon(Ingesting, Publishing):
+class Daemon(Ingesting, Publishing, Commanding):
     def __init__(self, loaded: Loaded, config_path: Path) -> None:
         if loaded.daemon is None:
             msg = f"{config_path} is a policy file: `quotad run` needs the daemon file that names it"
@@ -195,22 +196,6 @@ class Daemon(Ingesting, Publishing):
             self.where.update(source.where)
             self._tasks += source.start(loop)
 
-    async def _start_console(self) -> None:
-        """The console, when `[web]` is set. One that cannot listen is said in the log and left out: enforcement
-        goes on without it."""
-        if self.settings.web is None:
-            return
-        from quotad.web.app import Console
-
-        console = Console(self)
-        try:
-            await console.start()
-        except OSError as exc:
-            log.error("the console is not served: cannot listen on %s: %s", self.settings.web.listen, exc)
-            await console.stop()
-            return
-        self.console = console
-
     async def _shutdown(self) -> None:
         notify("STOPPING=1")
         faulthandler.dump_traceback_later(15, exit=False)  # a stop that hangs says where, in the journal
@@ -338,42 +323,6 @@ class Daemon(Ingesting, Publishing):
             self.journal.record_notice(f"residents:{day}:morning", notice)
         self.wakes["mqtt"].set()
 
-    def _requests(self) -> None:
-        """People's commands filed while the daemon runs (`quotad.commands.orders`), carried out in order; each
-        and its answer journaled together or not at all."""
-        for request, body in self.store.open_requests():
-            try:
-                with self.store.batch():
-                    outcome = self.journal.record_command(body)
-                    self.store.finish_request(request, outcome)
-                    seq = self.journal.last_event
-            except (QuotadError, KeyError, TypeError) as exc:
-                if isinstance(exc, StoreError):
-                    raise  # the disk refused: the request stays open, tried again at the next tick
-                text = str(exc.args[0]) if isinstance(exc, KeyError) else str(exc)
-                self.store.finish_request(request, {"ok": False, "error": text, "usage": isinstance(exc, UsageError)})
-                continue
-            self._commanded(body, outcome, seq)
-
-    def perform(self, body: dict[str, Any]) -> dict[str, Any]:
-        """Carry out a person's command given on the console, as `_requests` does one filed by the CLI: journaled
-        once per command id (`quotad.shell.actions`). Raises OrderError for an impossible change (nothing done),
-        StoreError when the state directory refused the write (nothing done either)."""
-        with self.store.batch():
-            outcome = self.journal.record_command(body)
-            seq = self.journal.last_event
-        self._commanded(body, outcome, seq)
-        return outcome
-
-    def _commanded(self, body: dict[str, Any], outcome: dict[str, Any], seq: int) -> None:
-        log.warning("%s", _said(body, outcome))
-        for wake in self.wakes.values():
-            wake.set()
-        if self.console is not None:
-            event = next(self.store.events(seq - 1), None)
-            if event is not None and event.seq == seq and event.body.get("id") == body.get("id"):
-                self.console.alerts(list(event.body.get("alerts") or ()))
-
     # -- reload --------------------------------------------------------------------------------
 
     def _read_policy(self) -> Loaded | None:
@@ -445,11 +394,3 @@ def _bounded_exit(code: int, limit_s: float = 10.0) -> None:
     timer = threading.Timer(limit_s, force)
     timer.daemon = True
     timer.start()
-
-
-def _said(body: dict[str, Any], outcome: dict[str, Any]) -> str:
-    """A command carried out, for the log: who did what to which firm, and why."""
-    what = body.get("action") or body.get("kind")
-    why = body.get("reason") or body.get("note") or body.get("finding") or ""
-    state = f" -> {outcome['state']}" if "state" in outcome else ""
-    return f"{what} {body.get('firm')}{state} by {body.get('by')}: {why}"

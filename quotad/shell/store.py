@@ -22,7 +22,7 @@ import json
 import os
 import sqlite3
 import stat
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -133,35 +133,18 @@ class Store(Outboxes):
         for seq, kind, body in cursor:
             yield Event(seq, kind, json.loads(body))
 
-    def alert_payloads(self) -> Iterator[dict[str, Any]]:
-        """The alerts the journal records, as published, in the order raised (events journaled by a quotad before
-        alerts were kept whole carry their ids only, and are not among them)."""
+    def alert_payloads(self, *, newest_first: bool = False) -> Iterator[dict[str, Any]]:
+        """The alerts the journal records, as published, in the order raised, or `newest_first` (read backwards: the
+        console's page of the latest does not read the whole journal). Events journaled by a quotad before alerts
+        were kept whole carry their ids only, and are not among them."""
         cursor = self.db.execute(
             "SELECT body FROM events WHERE kind IN ('reading', 'issue', 'inspection') "
             "AND json_type(body, '$.alerts') = 'array' "
-            "ORDER BY seq"
+            f"ORDER BY seq {'DESC' if newest_first else 'ASC'}"
         )
         for (body,) in cursor:
-            yield from json.loads(body)["alerts"]
-
-    def recent_alerts(
-        self, limit: int, keep: Callable[[dict[str, Any]], bool] = lambda _a: True
-    ) -> list[dict[str, Any]]:
-        """The newest `limit` alerts the journal records that `keep` takes, newest first (read backwards: a page of
-        the console does not read the whole journal)."""
-        cursor = self.db.execute(
-            "SELECT body FROM events WHERE kind IN ('reading', 'issue', 'inspection') "
-            "AND json_type(body, '$.alerts') = 'array' "
-            "ORDER BY seq DESC"
-        )
-        found: list[dict[str, Any]] = []
-        for (body,) in cursor:
-            for alert in reversed(json.loads(body)["alerts"]):
-                if keep(alert):
-                    found.append(alert)
-                    if len(found) >= limit:
-                        return found
-        return found
+            alerts = json.loads(body)["alerts"]
+            yield from reversed(alerts) if newest_first else alerts
 
     def ended_orders(self) -> set[str]:
         """The alert ids of the orders that ran to their end (past their `until`)."""
