@@ -57,12 +57,15 @@ def test_todays_curve_is_the_ledgers_day(steps: list[tuple[int, float]], load_ca
     assert values or today.consumed_kwh == 0  # a day with use has its curve
     if values:
         assert values[-1] == today.consumed_kwh  # it ends on the day's figure
-        assert today.day_start <= today.curve[0][0] and today.curve[-1][0] <= today.day_end
+        assert today.day_start <= today.curve[0][0]
+        assert today.curve[-1][0] <= today.day_end
         # the 15-minute load is the curve's slope: its intervals add up to the day (kW x 1/4 h, to 0.1 kW)
         assert abs(sum(kw for _t, kw in today.load) / 4 - today.consumed_kwh) <= 0.05 * len(today.load) + 0.01
     if today.projection:
-        (t0, v0), (t1, v1) = today.projection
-        assert v0 == today.consumed_kwh and t1 == today.day_end and v1 >= v0
+        (_t0, v0), (t1, v1) = today.projection
+        assert v0 == today.consumed_kwh
+        assert t1 == today.day_end
+        assert v1 >= v0
 
 
 def test_firms_are_sorted_by_risk() -> None:
