@@ -19,8 +19,8 @@ from typing import Final
 
 from quotad.core.alerts import alert_id, kwh
 from quotad.core.engine import Engine
-from quotad.core.orders import ACTIONS, OPEN
-from quotad.core.policy import Firm
+from quotad.core.orders import ACTIONS, OPEN, Order
+from quotad.core.policy import Firm, Policy
 from quotad.core.windows import HOUR_US
 from quotad.schedule.calendar import Micros
 
@@ -30,9 +30,11 @@ __all__ = [
     "KIND_NAMES",
     "ROLES",
     "ROLE_NAMES",
+    "Board",
     "DayRota",
     "FirmDay",
     "FirmRow",
+    "Scan",
     "Today",
     "allowed",
     "firm_days",
@@ -165,7 +167,7 @@ def rota(engine: Engine, day: dt.date) -> DayRota:
     )
 
 
-def today(engine: Engine, now: Micros, rows: list[FirmRow] | None = None) -> Today:
+def today(engine: Engine, now: Micros, states: dict[str, int] | None = None) -> Today:
     """The township's day at `now` (the engine's event time: `quotad.core.views.event_now`)."""
     cal = engine.calendar
     day = cal.day_of(now)
@@ -188,10 +190,7 @@ def today(engine: Engine, now: Micros, rows: list[FirmRow] | None = None) -> Tod
         curve.append((_s(now), kwh(consumed)))  # the ledger's figure is the day's: the curve ends on it
     elif curve:
         curve[-1] = (curve[-1][0], kwh(consumed))
-    rows = firm_rows(engine, now) if rows is None else rows
-    states = dict.fromkeys(FIRM_STATES, 0)
-    for row in rows:
-        states[row.state] += 1
+    states = Board().scan(engine, now).states if states is None else states
     orders: dict[str, int] = {}
     for order in engine.orders.values():
         if order.stands(day):
@@ -217,56 +216,136 @@ def today(engine: Engine, now: Micros, rows: list[FirmRow] | None = None) -> Tod
     )
 
 
-def firm_rows(engine: Engine, now: Micros) -> list[FirmRow]:
-    """Every firm at `now`, the riskiest first."""
-    day = engine.calendar.day_of(now)
-    cut = engine.cut_off(day)
-    rows = [_row(engine, firm, day, cut) for firm in engine.policy.firms]
-    rows.sort(key=lambda r: r.risk)
-    return rows
+@dataclass(frozen=True, slots=True)
+class _Fixed:
+    """What of a firm's row holds all day: its limit and what it counts, the rota's word, the ids of its levels."""
+
+    firm: Firm
+    limit: float | None
+    month: tuple[int, int] | None  # the month its limit counts (a general firm under a quota), else None: the day
+    rota_reason: str | None
+    levels: tuple[tuple[str, str, str], ...]  # (state, daily limit's alert id, monthly quota's alert id)
 
 
-def _row(engine: Engine, firm: Firm, day: dt.date, cut: set[str]) -> FirmRow:
-    plan, town = engine.plan, engine.policy.township
-    order = engine.orders.get(firm.id)
-    order_state = order.state if order is not None and order.stands(day) else None
-    reason = None
-    if firm.id in cut:
-        reason = f"一停到底：停止供电至 {order.until}" if order is not None else "一停到底"
-    elif plan.group_off(firm, day):
-        reason = "错时供电：本组今日停电"
-    elif plan.rest_day(firm, day):
-        reason = "申报休息日"
-    used, limit, period = engine.ledger.firm_day_wh(firm.id, day), firm.daily_limit_kwh, "day"
-    if limit is None and firm.kind == "general" and day in plan.control:
-        limit = float(engine.rules.month_quota(firm, day.year, day.month)[0])
-        used, period = engine.ledger.firm_month_wh(firm.id, (day.year, day.month)), "month"
-    if order_state == "pending":
-        state = "pending"
-    elif order_state is not None:
-        state = "cutoff"
-    else:
-        state = "ok"
-        for name, level in (("warning", town.warning_at), ("notice", town.notice_at)):
-            daily = alert_id(town.id, firm.id, "firm_daily_limit", day.isoformat(), level, None)
-            monthly = alert_id(town.id, firm.id, "monthly_quota", f"{day.year:04d}-{day.month:02d}", level, None)
-            if daily in engine.raised or monthly in engine.raised:
-                state = name
-                break
+class Board:
+    """Every firm's row at a moment, cheaply enough for a page of 10,000 firms: what holds all day (limits, the
+    rota, the ids of the alerts that set a firm's state) is derived once per day and policy; a page then costs a
+    ledger lookup and two set lookups per firm."""
+
+    def __init__(self) -> None:
+        self._for: tuple[Policy, dt.date] | None = None
+        self._fixed: list[_Fixed] = []
+
+    def _day(self, engine: Engine, day: dt.date) -> list[_Fixed]:
+        if self._for is None or self._for[0] is not engine.policy or self._for[1] != day:
+            plan, town = engine.plan, engine.policy.township
+            month = f"{day.year:04d}-{day.month:02d}"
+            fixed = []
+            for firm in engine.policy.firms:
+                reason = None
+                if plan.group_off(firm, day):
+                    reason = "错时供电：本组今日停电"
+                elif plan.rest_day(firm, day):
+                    reason = "申报休息日"
+                limit, counted = firm.daily_limit_kwh, None
+                if limit is None and firm.kind == "general" and day in plan.control:
+                    limit, counted = (
+                        float(engine.rules.month_quota(firm, day.year, day.month)[0]),
+                        (day.year, day.month),
+                    )
+                levels = tuple(
+                    (name, alert_id(town.id, firm.id, "firm_daily_limit", day.isoformat(), level, None),
+                     alert_id(town.id, firm.id, "monthly_quota", month, level, None))
+                    for name, level in (("warning", town.warning_at), ("notice", town.notice_at))
+                )  # fmt: skip
+                fixed.append(_Fixed(firm, limit, counted, reason, levels))
+            self._for, self._fixed = (engine.policy, day), fixed
+        return self._fixed
+
+    def scan(self, engine: Engine, now: Micros, only: str | None = None) -> Scan:
+        """Every firm's state and use at `now` (or `only` this one's), the riskiest first; rows are made only for
+        what a page shows."""
+        day = engine.calendar.day_of(now)
+        standing = {o.firm: o for o in engine.orders.values() if o.stands(day)}
+        raised, ledger, ranks = engine.raised, engine.ledger, _RANKS
+        day_totals, month_totals, opening = ledger.firm_day, ledger.firm_month, ledger.opening
+        entries: list[_Entry] = []
+        for fixed in self._day(engine, day):
+            f = fixed.firm
+            if only is not None and f.id != only:
+                continue
+            order = standing.get(f.id)
+            if order is not None:
+                state = "pending" if order.state == "pending" else "cutoff"
+            else:
+                state = "ok"
+                for name, daily, monthly in fixed.levels:
+                    if daily in raised or monthly in raised:
+                        state = name
+                        break
+            if fixed.month is not None:
+                total = month_totals.get((f.id, fixed.month))
+                used = total.wh if total is not None else opening.get((f.id, fixed.month), 0)
+            else:
+                total = day_totals.get((f.id, day))
+                used = total.wh if total is not None else 0
+            share = used / 1000 / fixed.limit if fixed.limit else 0.0
+            entries.append((ranks[state], -share, f.id, fixed, state, order, used))
+        entries.sort(key=lambda e: e[:3])
+        return Scan(entries)
+
+
+_RANKS: Final = {name: n for n, name in enumerate(FIRM_STATES)}
+_Entry = tuple[int, float, str, _Fixed, str, Order | None, int]  # (rank, -share, id, fixed, state, order, Wh)
+
+
+class Scan:
+    """The firms at a moment, the riskiest first (`Board.scan`): counts by state, and rows on demand."""
+
+    def __init__(self, entries: list[_Entry]) -> None:
+        self.entries = entries
+        self.states = dict.fromkeys(FIRM_STATES, 0)
+        for entry in entries:
+            self.states[entry[4]] += 1
+
+    def select(self, state: str = "", kind: str = "", text: str = "") -> list[_Entry]:
+        """The entries of `state` and `kind` (all when empty) whose name or id holds `text`."""
+        return [
+            e for e in self.entries
+            if (not state or e[4] == state) and (not kind or e[3].firm.kind == kind)
+            and (not text or text in e[3].firm.name or text in e[2])
+        ]  # fmt: skip
+
+    def rows(self, entries: list[_Entry] | None = None) -> list[FirmRow]:
+        return [_row(e) for e in (self.entries if entries is None else entries)]
+
+    def row(self, firm: str) -> FirmRow | None:
+        return next((_row(e) for e in self.entries if e[2] == firm), None)
+
+
+def _row(entry: _Entry) -> FirmRow:
+    _rank, _share, _id, fixed, state, order, used = entry
+    f, limit = fixed.firm, fixed.limit
+    reason = f"一停到底：停止供电至 {order.until}" if order is not None else fixed.rota_reason
     return FirmRow(
-        id=firm.id,
-        name=firm.name,
-        kind=firm.kind,
-        group=firm.group,
+        id=f.id,
+        name=f.name,
+        kind=f.kind,
+        group=f.group,
         state=state,
-        order_state=order_state,
+        order_state=order.state if order is not None else None,
         allowed_today=reason is None,
         reason=reason,
         used_kwh=kwh(used),
         limit_kwh=round(limit, 3) if limit is not None else None,
-        period=period,
+        period="month" if fixed.month else "day",
         share=used / 1000 / limit if limit else None,
     )
+
+
+def firm_rows(engine: Engine, now: Micros) -> list[FirmRow]:
+    """Every firm at `now`, the riskiest first (a `Board` of its own: hold one to page through many moments)."""
+    return Board().scan(engine, now).rows()
 
 
 def firm_days(engine: Engine, firm_id: str, now: Micros) -> list[FirmDay]:

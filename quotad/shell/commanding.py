@@ -31,6 +31,7 @@ class Commanding:
     settings: DaemonSettings
     wakes: dict[str, asyncio.Event]
     console: Console | None
+    _dirty: set[str]
 
     async def _start_console(self) -> None:
         """The console, when `[web]` is set. One that cannot listen is said in the log and left out: enforcement
@@ -77,6 +78,7 @@ class Commanding:
 
     def _commanded(self, body: dict[str, Any], outcome: dict[str, Any], seq: int) -> None:
         log.warning("%s", _said(body, outcome))
+        self._dirty.add(str(body.get("firm")))  # its order, its state: its status built again
         for wake in self.wakes.values():
             wake.set()
         if self.console is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from quotad.core.alerts import Alert
@@ -65,6 +66,7 @@ class Ingesting:
 
     snapshots: Snapshotter
     console: Console | None
+    _touched: Callable[[Iterable[str | None]], None]  # `quotad.shell.statuses.Publishing`'s, in the daemon
 
     def _rebuild(self) -> None:
         raise NotImplementedError
@@ -89,6 +91,8 @@ class Ingesting:
         while True:
             batch = await self.inbox.take()
             alerts, refused = await self._journal_batch(batch)
+            meters = self.journal.engine.ledger.meters
+            self._touched(meters[r.meter].firm for r, _ack in batch if r.meter in meters)  # their statuses
             for _reading, ack in batch:
                 if ack is not None:
                     ack()

@@ -18,7 +18,6 @@ import json
 import logging
 import secrets
 from collections import deque
-from importlib import resources
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -30,12 +29,14 @@ from quotad.core.alerts import RULE_NAMES, SEVERITY_NAMES
 from quotad.core.orders import STATE_NAMES
 from quotad.web.auth import Sessions, Users, same
 from quotad.web.common import (
+    COMPRESSED,
     COOKIE,
     LOGIN,
     MAX_UPLOAD,
     RECENT,
     RESULT_NAMES,
     SAFE_NEXT,
+    STATIC,
     Handler,
     alert_view,
     harden,
@@ -43,6 +44,7 @@ from quotad.web.common import (
     host_text,
     kwh_text,
     pct_text,
+    quiet_collector,
     redirect,
     sse,
     static_url,
@@ -83,6 +85,7 @@ class Console(Pages, Forms):
             order_actions=console.order_actions,
             static=static_url,
         )
+        self.board = console.Board()
         self.recent: deque[tuple[int, dict[str, Any]]] = deque(maxlen=RECENT)
         self._seq = 0
         self.boot = secrets.token_hex(4)  # a stream's ids are of this run: after a restart the page reloads
@@ -116,7 +119,7 @@ class Console(Pages, Forms):
         r.add_get("/rota", self.rota_page)
         r.add_get("/photos/{name}", self.photo)
         r.add_get("/favicon.ico", self.favicon)
-        r.add_static("/static", str(resources.files("quotad.web") / "static"))
+        r.add_get("/static/{name:.+}", self.static_file)
         return app
 
     async def start(self) -> None:
@@ -193,13 +196,19 @@ class Console(Pages, Forms):
                                 session.user)  # fmt: skip
                     return self._refused(request, 403, "表单已过期或来源不明，请刷新页面后重试")
         try:
-            response = await handler(request)
+            if request.method == "GET" and path != "/events":
+                with quiet_collector():  # a page is one synchronous step: no await inside
+                    response = await handler(request)
+            else:
+                response = await handler(request)
         except web.HTTPException:
             raise
         except Exception:  # a bug: said in the log with its trace; the user is told, the daemon goes on
             log.exception("console: %s %s failed", request.method, path)
             return self._refused(request, 500, "出错了，已记入日志，请联系管理员")
         harden(response, cache=path.startswith("/static/"))
+        if isinstance(response, web.Response) and response.content_type in COMPRESSED:
+            response.enable_compression()  # gzip or deflate, as the browser accepts: a phone on 4G
         return response
 
     def _same_origin(self, request: web.Request) -> bool:
@@ -210,6 +219,18 @@ class Console(Pages, Forms):
         return parts.netloc == request.host
 
     # -- login ---------------------------------------------------------------------------------
+
+    async def static_file(self, request: web.Request) -> web.Response:
+        """The package's own scripts, styles and fonts: nothing from a CDN. Cached for a year when asked for by
+        the digest the pages name (`static_url`), which changes with the file."""
+        found = STATIC.get(request.match_info["name"])
+        if found is None:
+            raise web.HTTPNotFound()
+        body, content_type, digest = found
+        response = web.Response(body=body, content_type=content_type)
+        if request.query.get("v") == digest:
+            response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+        return response
 
     async def login_page(self, request: web.Request) -> web.Response:
         return self._page(request, "login.html", next=request.query.get("next", "/"), failed=False)

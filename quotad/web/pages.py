@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from importlib import resources
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from quotad.web.common import (
     FIRMS_PAGE,
     PHOTO,
     REPORT,
+    STATIC,
     Base,
     alert_view,
     file_response,
@@ -30,9 +30,11 @@ __all__ = ["Pages"]
 
 
 class Pages(Base):
-    def _today_data(self) -> dict[str, Any]:
+    def _today_data(self, t: console.Today | None = None) -> dict[str, Any]:
         engine = self.daemon.journal.engine
-        t = console.today(engine, self._now())
+        if t is None:
+            now = self._now()
+            t = console.today(engine, now, self.board.scan(engine, now).states)
         return {
             "day": t.day.isoformat(),
             "updated": t.updated,
@@ -54,10 +56,10 @@ class Pages(Base):
     async def today_page(self, request: web.Request) -> web.Response:
         engine = self.daemon.journal.engine
         now = self._now()
-        rows = console.firm_rows(engine, now)
-        t = console.today(engine, now, rows)
-        data = json.dumps(self._today_data(), ensure_ascii=False).replace("</", "<\\/")
-        risky = [r for r in rows if r.state != "ok"][:8]
+        scan = self.board.scan(engine, now)
+        t = console.today(engine, now, scan.states)
+        data = json.dumps(self._today_data(t), ensure_ascii=False).replace("</", "<\\/")
+        risky = scan.rows([e for e in scan.entries[:8] if e[4] != "ok"])
         return self._page(request, "today.html", t=t, data=data, risky=risky)
 
     async def today_json(self, request: web.Request) -> web.Response:
@@ -65,19 +67,17 @@ class Pages(Base):
 
     async def firms_page(self, request: web.Request) -> web.Response:
         engine = self.daemon.journal.engine
-        rows = console.firm_rows(engine, self._now())
+        scan = self.board.scan(engine, self._now())
         state, kind, q = request.query.get("state", ""), request.query.get("kind", ""), request.query.get("q", "")
-        if state in console.FIRM_STATES:
-            rows = [r for r in rows if r.state == state]
-        if kind in console.KIND_NAMES:
-            rows = [r for r in rows if r.kind == kind]
-        if q.strip():
-            rows = [r for r in rows if q.strip() in r.name or q.strip() in r.id]
+        state = state if state in console.FIRM_STATES else ""
+        kind = kind if kind in console.KIND_NAMES else ""
+        chosen = scan.select(state, kind, q.strip())
         page = max(1, int_or(request.query.get("page"), 1))
-        pages = max(1, -(-len(rows) // FIRMS_PAGE))
+        pages = max(1, -(-len(chosen) // FIRMS_PAGE))
         page = min(page, pages)
-        shown = rows[(page - 1) * FIRMS_PAGE : page * FIRMS_PAGE]
-        return self._page(request, "firms.html", rows=shown, total=len(rows), page=page, pages=pages, state=state,
+        shown = scan.rows(chosen[(page - 1) * FIRMS_PAGE : page * FIRMS_PAGE])
+        total = len(chosen)
+        return self._page(request, "firms.html", rows=shown, total=total, page=page, pages=pages, state=state,
                           kind=kind, q=q)  # fmt: skip
 
     async def firm_page(self, request: web.Request) -> web.Response:
@@ -87,7 +87,8 @@ class Pages(Base):
         if firm is None:
             raise web.HTTPNotFound(text="没有这家企业")
         now = self._now()
-        row = next(r for r in console.firm_rows(engine, now) if r.id == firm_id)
+        row = self.board.scan(engine, now, only=firm_id).row(firm_id)
+        assert row is not None  # the firm is the policy's
         days = console.firm_days(engine, firm_id, now)
         store = self.daemon.store
         orders = [o for o in order_register(self.daemon) if o.firm == firm_id]
@@ -172,8 +173,8 @@ class Pages(Base):
         return file_response(path, name.rsplit(".", 1)[1])
 
     async def favicon(self, request: web.Request) -> web.Response:
-        icon = (resources.files("quotad.web") / "static" / "favicon.svg").read_bytes()
-        return web.Response(body=icon, content_type="image/svg+xml", headers={"Cache-Control": "max-age=86400"})
+        body, content_type, _digest = STATIC["favicon.svg"]
+        return web.Response(body=body, content_type=content_type, headers={"Cache-Control": "max-age=86400"})
 
     async def photo(self, request: web.Request) -> web.FileResponse:
         name = request.match_info["name"]
