@@ -38,7 +38,18 @@ def chrome(size: tuple[int, int]) -> webdriver.Chrome:
                 f"--window-size={size[0]},{size[1]}"):  # fmt: skip
         options.add_argument(arg)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    return webdriver.Chrome(service=Service(driver), options=options)
+    browser = webdriver.Chrome(service=Service(driver), options=options)
+    viewport(browser, *size)
+    return browser
+
+
+def viewport(browser: webdriver.Chrome, width: int, height: int) -> None:
+    """The page's viewport exactly `width` x `height` CSS pixels, a phone's (mobile, touch) below 500: headless
+    chromium keeps a window at least 500 wide, so a phone is emulated as its devtools do."""
+    browser.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 500},
+    )
 
 
 @pytest.fixture(scope="module")

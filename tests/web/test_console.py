@@ -23,7 +23,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.shell.feedtown import journal_of
 from tests.shell.township import eventually
-from tests.web.conftest import DESK, PHONE, SHOTS
+from tests.web.conftest import DESK, PHONE, SHOTS, viewport
 from tests.web.town import PASSWORDS, ConsoleTown, Http
 
 PAGES = ["/", "/firms", "/firms/rongsheng-paper", "/orders", "/inspections", "/alerts", "/rota", "/reports"]
@@ -251,7 +251,7 @@ def test_every_page_renders_without_errors(town: ConsoleTown, label: str, size: 
     login(browser, town, "operator")
     SHOTS.mkdir(parents=True, exist_ok=True)
     for path in PAGES:
-        browser.set_window_size(*size)
+        viewport(browser, *size)
         browser.get(town.base + path)
         WebDriverWait(browser, 10).until(lambda b: b.execute_script("return document.readyState") == "complete")
         assert browser.find_element(By.TAG_NAME, "h1").text, path
@@ -259,14 +259,14 @@ def test_every_page_renders_without_errors(town: ConsoleTown, label: str, size: 
         width = browser.execute_script("return document.documentElement.scrollWidth")
         assert width <= size[0], f"{path} is wider than the {label} ({width} px)"  # no sideways scrolling
         height = browser.execute_script("return document.body.scrollHeight")
-        browser.set_window_size(size[0], min(max(size[1], height + 140), 4000))  # the whole page in one shot
+        viewport(browser, size[0], min(max(size[1], height), 4000))  # the whole page in one shot
         time.sleep(0.3)
         name = re.sub(r"[^a-z0-9]+", "-", path.strip("/")) or "today"
         png = browser.get_screenshot_as_png()
         Image.open(io.BytesIO(png)).verify()
         (SHOTS / f"{label}-{name}.png").write_bytes(png)
         assert not errors(browser), path
-    browser.set_window_size(*size)
+    viewport(browser, *size)
 
 
 def test_today_data_is_the_engines(town: ConsoleTown) -> None:
