@@ -16,6 +16,7 @@ from quotad import __version__
 from quotad.commands.inspect import add_inspections_parser
 from quotad.commands.register import add_order_parsers, add_talks_parser, alerts_since, orders, run_order, talks
 from quotad.commands.replay import replay
+from quotad.commands.report import add_report_parser
 from quotad.config.figures import echo
 from quotad.config.foreign import os_error
 from quotad.config.load import Loaded, load
@@ -89,6 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--severity", choices=("notice", "warning", "violation", "breach"))
     p.add_argument("--firm", help=_("only this firm's alerts ('township' for township alerts)"))
     p.add_argument("--json", action="store_true", help=_("the alert payloads, one per line"))
+    add_report_parser(sub, _config_option)
     with_config("status", _("today's schedule, the township against its cap, each firm, the standing orders"))
     p = sub.add_parser("demo", help=_("the example township enforced live, for a first look"))
     p.add_argument("--speed", type=float, default=720.0, help=_("simulated seconds per real second (default 720)"))
@@ -120,6 +122,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _replay(loaded, args.readings, args.format == "text", args.commands)
         if args.command == "feed":
             return _feed(loaded, args.start, args.days, args.step, args.seed)
+        if args.command == "report":
+            from quotad.commands.report import report
+
+            return report(loaded, args, sys.stdout)
         return _shell(args, loaded)
     except ConfigError as exc:
         for problem in exc.problems:

@@ -323,6 +323,10 @@ class Journal:
         except StoreError:  # a full disk: the first reading's batch journals them (and is tried again until it can)
             self._multipliers_settled = False
 
+    def replay_event(self, kind: str, body: dict[str, Any]) -> None:
+        """Apply one journaled event to the engine, as a restart does (a report reads the journal so)."""
+        self._replay(kind, body)
+
     def _replay(self, kind: str, body: dict[str, Any]) -> None:
         engine = self.engine
         if kind == "reading":
