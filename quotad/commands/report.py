@@ -7,11 +7,13 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import re
+import sqlite3
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
+from quotad.config.foreign import os_error
 from quotad.config.load import Loaded
 from quotad.core.engine import Engine
 from quotad.core.errors import QuotadError, UsageError
@@ -111,17 +113,23 @@ def _write(fmt: str, html: str, write_xlsx: Callable[[Path], None], output: Path
         return
     partial = output.with_name(f".{output.name}.partial")
     try:
-        if fmt == "html":
-            partial.write_text(html, encoding="utf-8")
-        elif fmt == "pdf":
-            from quotad.reports.pdf import html_to_pdf
-
-            html_to_pdf(html, partial)
-        else:
-            write_xlsx(partial)
+        _write_file(fmt, html, write_xlsx, partial)
         partial.replace(output)
+    except OSError as exc:  # a full disk, a folder refused: said in a line, not a traceback
+        raise QuotadError(os_error(exc)) from None
     finally:
         partial.unlink(missing_ok=True)
+
+
+def _write_file(fmt: str, html: str, write_xlsx: Callable[[Path], None], partial: Path) -> None:
+    if fmt == "html":
+        partial.write_text(html, encoding="utf-8")
+    elif fmt == "pdf":
+        from quotad.reports.pdf import html_to_pdf
+
+        html_to_pdf(html, partial)
+    else:
+        write_xlsx(partial)
 
 
 def _figures(loaded: Loaded, args: argparse.Namespace) -> tuple[Engine, Collected, str]:
@@ -141,7 +149,10 @@ def _figures(loaded: Loaded, args: argparse.Namespace) -> tuple[Engine, Collecte
     from quotad.commands.register import open_register
 
     with open_register(loaded) as store:
-        engine, data = from_journal(store, loaded.policy)
+        try:
+            engine, data = from_journal(store, loaded.policy)
+        except sqlite3.Error as exc:
+            raise QuotadError(_("cannot read the journal: {error}").format(error=exc)) from None
     assert loaded.daemon is not None
     return engine, data, f"状态目录 {loaded.daemon.state_dir} 的日志"
 

@@ -354,7 +354,8 @@ class Daemon(Ingesting, Publishing):
                     child.kill()
                     raise
                 if child.returncode != 0:
-                    log.warning("the daily report of %s (%s) was not written: %s", day, fmt, err.decode().strip())
+                    said = err.decode(errors="replace").strip().splitlines() or ["(nothing said)"]
+                    log.warning("the daily report of %s (%s) was not written: %s", day, fmt, said[-1])
                     self._report_retry = time.monotonic() + _REPORT_RETRY_S
                     return
                 written.append(path.name)
