@@ -18,7 +18,6 @@ import logging
 import os
 import signal
 import sqlite3
-import sys
 import threading
 import time
 from pathlib import Path
@@ -45,6 +44,7 @@ from quotad.shell.clock import Clock, shared_anchor
 from quotad.shell.inbox import Inbox
 from quotad.shell.ingest import Ingesting, retry_backoff
 from quotad.shell.journal import Journal
+from quotad.shell.morning import MorningReport
 from quotad.shell.notify import notify, watchdog_interval_s
 from quotad.shell.pacing import Tally
 from quotad.shell.sinks import InfluxSink, MqttSink
@@ -55,7 +55,6 @@ from quotad.shell.store import DaemonLock, Store
 __all__ = ["Daemon", "DaemonLock"]
 
 log = logging.getLogger(__name__)
-_REPORT_RETRY_S = 600.0  # a daily report that failed is tried again after this
 
 
 class Daemon(Ingesting, Publishing):
@@ -95,8 +94,7 @@ class Daemon(Ingesting, Publishing):
         self.exit_code = 0
         self._reload = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self._report: asyncio.Task[None] | None = None  # the morning's daily report being written
-        self._report_retry = 0.0
+        self.morning = MorningReport(self.settings.state_dir, config_path)
         self.mqtt_sink: MqttSink | None = None
         self.influx_sink: InfluxSink | None = None
         self.wakes = {"mqtt": asyncio.Event(), "influx": asyncio.Event()}
@@ -206,8 +204,8 @@ class Daemon(Ingesting, Publishing):
         await self._drain(3.0)
         if self.snapshots.task is not None:  # one under way is superseded by the last one, below
             self._tasks.append(self.snapshots.task)
-        if self._report is not None:  # the morning's report: its child is killed, it is written again next time
-            self._tasks.append(self._report)
+        if self.morning.task is not None:  # the morning's report: its child is killed, written again next time
+            self._tasks.append(self.morning.task)
         for task in self._tasks:
             task.cancel()
         _done, pending = await asyncio.wait(self._tasks, timeout=5.0) if self._tasks else (set(), set())
@@ -301,7 +299,7 @@ class Daemon(Ingesting, Publishing):
             self._day = day  # once its writes are done: a refused one is tried again at the next tick
             self._status_sent.clear()  # publish everything afresh
         self._notices(now, day)
-        self._morning_report(event_now(self.journal.engine, now))
+        self.morning.due(self.journal, event_now(self.journal.engine, now))
         self._requests()
 
     def _notices(self, now: int, day: dt.date) -> None:
@@ -321,51 +319,6 @@ class Daemon(Ingesting, Publishing):
             notice = residents_notice(engine, self.prefix, day, hours, "morning")
             self.journal.record_notice(f"residents:{day}:morning", notice)
         self.wakes["mqtt"].set()
-
-    def _morning_report(self, now: int) -> None:
-        """Yesterday's daily report at `[reports] daily_at` local event time, once (journaled), written by a child
-        process (`quotad report daily`): the loop and its watchdog never wait for it."""
-        engine = self.journal.engine
-        local = engine.calendar.local(now)
-        yesterday = local.date() - dt.timedelta(days=1)
-        if self._report is not None or time.monotonic() < self._report_retry:
-            return
-        if local.strftime("%H:%M") < self.journal.policy.reports.daily_at or yesterday not in engine.plan.control:
-            return
-        if self.store.get(f"report:daily:{yesterday}") is not None:
-            return
-        self._report = asyncio.get_running_loop().create_task(self._write_report(yesterday), name="daily report")
-
-    async def _write_report(self, day: dt.date) -> None:
-        folder = self.settings.state_dir / "reports"
-        folder.mkdir(mode=0o700, exist_ok=True)
-        written = []
-        try:
-            for fmt in ("html", "xlsx", "pdf"):
-                path = folder / f"daily-{day}.{fmt}"
-                child = await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", "quotad", "report", "daily", "--date", str(day), "-c",
-                    str(self.config_path), "--format", fmt, "-o", str(path),
-                    stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-                )  # fmt: skip
-                try:
-                    _out, err = await child.communicate()
-                except asyncio.CancelledError:
-                    child.kill()
-                    raise
-                if child.returncode != 0:
-                    said = err.decode(errors="replace").strip().splitlines() or ["(nothing said)"]
-                    log.warning("the daily report of %s (%s) was not written: %s", day, fmt, said[-1])
-                    self._report_retry = time.monotonic() + _REPORT_RETRY_S
-                    return
-                written.append(path.name)
-            self.journal.record_report(day, written)
-            log.info("the daily report of %s written: %s", day, ", ".join(written))
-        except (OSError, StoreError) as exc:
-            log.warning("the daily report of %s was not written: %s", day, exc)
-            self._report_retry = time.monotonic() + _REPORT_RETRY_S
-        finally:
-            self._report = None
 
     def _requests(self) -> None:
         """People's commands filed while the daemon runs (`quotad.commands.orders`), carried out in order; each
