@@ -16,6 +16,7 @@ from quotad import __version__
 from quotad.commands.inspect import add_inspections_parser
 from quotad.commands.register import add_order_parsers, add_talks_parser, alerts_since, orders, run_order, talks
 from quotad.commands.replay import replay
+from quotad.commands.report import add_report_parser
 from quotad.commands.users import add_user_parser
 from quotad.config.figures import echo
 from quotad.config.foreign import os_error
@@ -90,6 +91,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--severity", choices=("notice", "warning", "violation", "breach"))
     p.add_argument("--firm", help=_("only this firm's alerts ('township' for township alerts)"))
     p.add_argument("--json", action="store_true", help=_("the alert payloads, one per line"))
+    add_report_parser(sub, _config_option)
     with_config("status", _("today's schedule, the township against its cap, each firm, the standing orders"))
     add_user_parser(sub, _config_option)
     p = sub.add_parser("demo", help=_("the example township enforced live, for a first look"))
@@ -126,6 +128,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _replay(loaded, args.readings, args.format == "text", args.commands)
         if args.command == "feed":
             return _feed(loaded, args.start, args.days, args.step, args.seed)
+        if args.command == "report":
+            from quotad.commands.report import report
+
+            return report(loaded, args, sys.stdout)
         return _shell(args, loaded)
     except ConfigError as exc:
         for problem in exc.problems:

@@ -25,7 +25,7 @@ from quotad.core.policy import Policy
 from quotad.core.readings import Reading, parse_csv_lines, parse_jsonl_lines
 from quotad.schedule.calendar import to_micros
 
-__all__ = ["format_text", "read_readings", "replay"]
+__all__ = ["Command", "format_text", "read_commands", "read_readings", "replay"]
 
 
 def read_readings(path: Path, errors: TextIO) -> Iterator[tuple[int, Reading]]:
@@ -49,7 +49,7 @@ def replay(
     """Run the rules over `path` (and the people's `commands`); returns the number of alerts written."""
     engine = Engine(policy)
     ingest, written = engine.ingest, 0
-    people = _commands(commands, errors) if commands is not None else []
+    people = read_commands(commands, errors) if commands is not None else []
     with _open(path) as handle:
         for line_no, item in _items(path, handle):
             if item.__class__ is not Reading:
@@ -73,7 +73,7 @@ def replay(
 Command = tuple[int, int, dict[str, Any]]  # (event time, line number, the command)
 
 
-def _commands(path: Path, errors: TextIO) -> list[Command]:
+def read_commands(path: Path, errors: TextIO) -> list[Command]:
     found = []
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():

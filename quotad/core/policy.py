@@ -265,6 +265,25 @@ class Enforcement(_Model):
         return value
 
 
+_HHMM_RE = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+
+
+class Reports(_Model):
+    """`[reports]`: when the daemon writes yesterday's daily report (local event time), and the channels it goes to
+    (issue 16 sends it)."""
+
+    daily_at: str = "08:00"
+    to: tuple[Id, ...] = ()
+
+    @field_validator("daily_at")
+    @classmethod
+    def _hhmm(cls, value: str) -> str:
+        if not _HHMM_RE.match(value):
+            msg = _("expected a local time 'HH:MM', got {value!r}").format(value=value)
+            raise ValueError(msg)
+        return value
+
+
 class Policy(_Model):
     township: Township
     control: Control
@@ -274,6 +293,7 @@ class Policy(_Model):
     meters: tuple[Meter, ...] = ()
     residents: Residents | None = None
     enforcement: Enforcement = Enforcement()
+    reports: Reports = Reports()
 
     @property
     def cap_from(self) -> dt.date:

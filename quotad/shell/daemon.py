@@ -47,6 +47,7 @@ from quotad.shell.commanding import Commanding
 from quotad.shell.inbox import Inbox
 from quotad.shell.ingest import Ingesting, retry_backoff
 from quotad.shell.journal import Journal
+from quotad.shell.morning import MorningReport
 from quotad.shell.notify import notify, watchdog_interval_s
 from quotad.shell.pacing import Tally
 from quotad.shell.sinks import InfluxSink, MqttSink
@@ -102,6 +103,7 @@ class Daemon(Ingesting, Publishing, Commanding):
         self.exit_code = 0
         self._reload = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self.morning = MorningReport(self.settings.state_dir, config_path)
         self.mqtt_sink: MqttSink | None = None
         self.influx_sink: InfluxSink | None = None
         self.wakes = {"mqtt": asyncio.Event(), "influx": asyncio.Event()}
@@ -216,6 +218,8 @@ class Daemon(Ingesting, Publishing, Commanding):
         await self._drain(3.0)
         if self.snapshots.task is not None:  # one under way is superseded by the last one, below
             self._tasks.append(self.snapshots.task)
+        if self.morning.task is not None:  # the morning's report: its child is killed, written again next time
+            self._tasks.append(self.morning.task)
         for task in self._tasks:
             task.cancel()
         _done, pending = await asyncio.wait(self._tasks, timeout=5.0) if self._tasks else (set(), set())
@@ -311,6 +315,7 @@ class Daemon(Ingesting, Publishing, Commanding):
             self._day = day  # once its writes are done: a refused one is tried again at the next tick
             self._statuses_afresh()  # publish everything afresh
         self._notices(now, day)
+        self.morning.due(self.journal, event_now(self.journal.engine, now))
         self._requests()
 
     def _notices(self, now: int, day: dt.date) -> None:

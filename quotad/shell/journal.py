@@ -219,6 +219,12 @@ class Journal:
         outbox = [("mqtt", "notice", message.to_json())] if message is not None and self.prefix is not None else []
         return self._once(f"notice:{key}", "notice", {"key": key}, outbox)
 
+    def record_report(self, day: dt.date, files: list[str]) -> bool:
+        """Journal that the daily report of `day` was written (`files`, under state_dir/reports), once."""
+        return self._once(
+            f"report:daily:{day}", "report", {"kind": "daily", "day": day.isoformat(), "files": files}, []
+        )
+
     def record_order_ends(self, day: dt.date) -> list[Order]:
         """Orders whose `until` is before `day` have ended (一停到底 runs to the end of the control period, and no
         further): each one's retained topic is cleared and a `cutoff_order` point says so, once. Returns them."""
@@ -322,6 +328,10 @@ class Journal:
             self.settle_multipliers()
         except StoreError:  # a full disk: the first reading's batch journals them (and is tried again until it can)
             self._multipliers_settled = False
+
+    def replay_event(self, kind: str, body: dict[str, Any]) -> None:
+        """Apply one journaled event to the engine, as a restart does (a report reads the journal so)."""
+        self._replay(kind, body)
 
     def _replay(self, kind: str, body: dict[str, Any]) -> None:
         engine = self.engine

@@ -1,0 +1,80 @@
+"""The reports as html: Jinja2 templates (package data, autoescaped) with the charts inline as SVG, so that the page
+prints to pdf as it shows, with no JavaScript and nothing fetched."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+
+from quotad.core.alerts import SEVERITY_NAMES
+from quotad.core.reports.daily import SEVERITIES, DailyReport, FirmRow
+from quotad.reports import charts
+
+__all__ = ["RESULTS", "environment", "kwh", "pct", "render_daily"]
+
+RESULTS = {"ok": "合格", "violation": "违规", "rectify": "限期整改"}
+
+
+def kwh(value: float | None) -> str:
+    """kWh as the report prints it: thousands separated, one decimal."""
+    return "—" if value is None else f"{value:,.1f}"
+
+
+def kwh0(value: float | None) -> str:
+    return "—" if value is None else f"{value:,.0f}"
+
+
+def pct(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1f}%"
+
+
+_ENV: Environment | None = None
+
+
+def environment() -> Environment:
+    global _ENV
+    if _ENV is None:
+        env = Environment(
+            loader=PackageLoader("quotad.reports", "templates"),
+            autoescape=select_autoescape(["html"]),
+            undefined=StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        env.filters.update(kwh=kwh, kwh0=kwh0, pct=pct)
+        _ENV = env
+    return _ENV
+
+
+def _common(township: str, source: str) -> dict[str, Any]:
+    return {
+        "township": township,
+        "source": source,
+        "results": RESULTS,
+        "severities": [SEVERITY_NAMES[s] for s in SEVERITIES],
+    }
+
+
+def _by_kind(firms: tuple[FirmRow, ...]) -> list[tuple[str, list[FirmRow]]]:
+    """The firms under their kind, in the policy's order."""
+    groups: dict[str, list[FirmRow]] = {}
+    for firm in firms:
+        groups.setdefault(firm.kind, []).append(firm)
+    return list(groups.items())
+
+
+def render_daily(report: DailyReport, source: str) -> str:
+    title = f"{report.township}节电调控工作日报（{report.day}）"
+    svg = charts.day_curve(report.curve, report.projection, report.cap_kwh, f"{report.day} 全镇累计用电")
+    return (
+        environment()
+        .get_template("daily.html")
+        .render(
+            title=title,
+            report=report,
+            curve_svg=svg,
+            firm_groups=_by_kind(report.firms),
+            **_common(report.township, source),
+        )
+    )

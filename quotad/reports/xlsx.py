@@ -1,0 +1,87 @@
+"""The reports as xlsx (openpyxl): one sheet per part, numbers as numbers (kWh to one decimal, as the html shows),
+so a county office can sum and sort them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from openpyxl import Workbook  # type: ignore[import-untyped]
+from openpyxl.styles import Font, PatternFill  # type: ignore[import-untyped]
+from openpyxl.worksheet.worksheet import Worksheet  # type: ignore[import-untyped]
+
+from quotad.core.alerts import SEVERITY_NAMES
+from quotad.core.reports.daily import SEVERITIES, AlertRow, DailyReport
+
+__all__ = ["daily_xlsx", "r1", "sheet"]
+
+_HEAD = Font(bold=True)
+_FILL = PatternFill("solid", fgColor="EEF2F7")
+
+
+def r1(value: float | None) -> float | None:
+    """kWh and % as the report shows them: one decimal."""
+    return None if value is None else round(value, 1)
+
+
+def sheet(book: Workbook, title: str, header: Sequence[str], rows: Iterable[Sequence[Any]],
+          widths: Sequence[int] = ()) -> Worksheet:  # fmt: skip
+    ws = book.create_sheet(title)
+    ws.append(list(header))
+    for cell in ws[1]:
+        cell.font, cell.fill = _HEAD, _FILL
+    for row in rows:
+        ws.append(list(row))
+    for n, width in enumerate(widths):
+        ws.column_dimensions[chr(ord("A") + n)].width = width
+    ws.freeze_panes = "A2"
+    return ws
+
+
+def _alerts(book: Workbook, title: str, rows: Iterable[AlertRow]) -> None:
+    sheet(book, title, ["时间", "规则", "级别", "内容"], ([a.ts, a.rule, a.severity, a.message] for a in rows),
+          (16, 18, 8, 100))  # fmt: skip
+
+
+def daily_xlsx(r: DailyReport, path: Path) -> None:
+    book = Workbook()
+    book.remove(book.active)
+    summary: list[list[Any]] = [
+        ["乡镇", r.township], ["日期", f"{r.day}（{r.weekday}）"], ["阶段", r.phase or "—"],
+        ["全镇企业当日用电（kWh）", r1(r.consumed_kwh)], ["日上限（kWh）", r.cap_kwh],
+        ["占上限（%）", r1(r.cap_pct)], ["尚余（负数为超出，kWh）", r1(r.margin_kwh)],
+        ["最大 15 分钟用电（kWh）", r1(r.peak_quarter_kwh)], ["最大 15 分钟起始", r.peak_quarter_at],
+        ["数据截至", r.as_of], ["告警合计", r.alerts_total], ["读数到达率（%）", r1(r.received_share)],
+        *([k, v] for k, v in r.schedule.items()),
+    ]  # fmt: skip
+    sheet(book, "概况", ["项目", "数值"], summary, (28, 60))
+    sheet(book, "累计曲线", ["时刻（分钟）", "累计用电（kWh）"], ([m, r1(v)] for m, v in r.curve), (14, 18))
+    sheet(book, "当时推算", ["时刻（分钟）", "推算全天用电（kWh）"], ([m, r1(v)] for m, v in r.projection), (14, 20))
+    kinds = [[k.name, k.firms, r1(k.kwh), r1(k.share)] for k in r.kinds]
+    kinds.append(["合计", sum(k.firms for k in r.kinds), r1(sum(k.kwh for k in r.kinds)), None])
+    sheet(book, "分类用电", ["类别", "企业数", "用电（kWh）", "占全镇（%）"], kinds, (20, 10, 14, 12))
+    sheet(book, "各企业", ["企业", "编号", "类别", "当日安排", "当日用电（kWh）", "对照指标", "对照用电（kWh）",
+                        "指标（kWh）", "占指标（%）", "状态"],
+          ([f.name, f.firm, f.kind, f.today, r1(f.kwh), f.limit_name if f.limit_kwh is not None else None,
+            r1(f.kwh_against), r1(f.limit_kwh), r1(f.used_pct), f.state_name] for f in r.firms),
+          (18, 18, 16, 10, 14, 18, 14, 12, 12, 12))  # fmt: skip
+    sheet(book, "停电令变动", ["时间", "企业", "事由", "变为", "经办", "说明", "告警编号"],
+          ([c.at, c.firm_name, c.rule, c.state, c.by, c.reason, c.alert_id] for c in r.order_changes),
+          (8, 16, 18, 8, 10, 60, 50))  # fmt: skip
+    sheet(book, "停电令状态", ["状态", "件数"], r.orders_by_state, (12, 8))
+    _alerts(book, "违令用电", r.breaches)
+    sheet(book, "督查清单", ["企业", "原因"],
+          ([e["firm_name"], "；".join(e["reasons"])] for e in r.inspection_list), (18, 100))  # fmt: skip
+    sheet(book, "现场检查", ["时间", "企业", "督查人员", "结果", "发现"],
+          ([v["at"], v["firm_name"], v["by"], v["result"], v["finding"]] for v in r.visits),
+          (20, 18, 10, 8, 60))  # fmt: skip
+    _alerts(book, "约谈问责", r.escalations)
+    rules = [[row.name, *row.counts, row.total] for row in r.by_rule]
+    rules.append(["合计", *(sum(row.counts[i] for row in r.by_rule) for i in range(len(SEVERITIES))), r.alerts_total])
+    sheet(book, "告警统计", ["规则", *(SEVERITY_NAMES[s] for s in SEVERITIES), "合计"], rules, (18, 8, 8, 8, 8, 8))
+    _alerts(book, "告警明细", r.alerts)
+    sheet(book, "数据质量", ["电表", "所属", "实收读数", "应收读数", "到达率（%）"],
+          ([m.meter, m.owner, m.received, m.expected, r1(m.share)] for m in r.meters),
+          (22, 18, 10, 10, 12))  # fmt: skip
+    book.save(path)
