@@ -47,6 +47,7 @@ from quotad.shell.commanding import Commanding
 from quotad.shell.inbox import Inbox
 from quotad.shell.ingest import Ingesting, retry_backoff
 from quotad.shell.journal import Journal
+from quotad.shell.memory import settle_memory
 from quotad.shell.morning import MorningReport
 from quotad.shell.notify import notify, watchdog_interval_s
 from quotad.shell.pacing import Tally
@@ -380,19 +381,6 @@ class Daemon(Ingesting, Publishing, Commanding):
 def _how_read(loaded: Loaded) -> list[dict[str, object]]:
     """Which meters are read, and how: what the running sources were built from."""
     return [m.model_dump(include={"id", "source"}) for m in loaded.policy.meters]
-
-
-def settle_memory(*, full: bool = True) -> None:
-    """Move what is alive now (the policy, the engine's state: millions of objects for 10,000 meters) out of the
-    cyclic collector's way (`gc.freeze`). Otherwise every full collection walks them all, a pause of 50-400 ms on
-    the loop at random moments (measured on the console's pages: p95 138 ms, 35 ms once frozen). What the daemon
-    makes from now on is collected as usual, and settled in turn every 5 minutes (`full=False`: only what came
-    since is collected first, a pause of tens of ms); `full` looks at everything again, so that garbage among the
-    settled (an order replaced, a day's totals dropped) is collected too: at start, after a reload, hourly."""
-    if full:
-        gc.unfreeze()
-    gc.collect()
-    gc.freeze()
 
 
 def run(loaded: Loaded, config_path: Path) -> int:
