@@ -18,7 +18,7 @@ import json
 import logging
 import secrets
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -57,9 +57,34 @@ from quotad.web.pages import Pages
 if TYPE_CHECKING:
     from quotad.shell.daemon import Daemon
 
-__all__ = ["COOKIE", "Console"]
+__all__ = ["COOKIE", "OPEN", "ROUTES", "Console"]
 
 log = logging.getLogger(__name__)
+
+ROUTES: Final = (  # (method, path, handler): every route; all but OPEN need a login
+    ("GET", "/login", "login_page"),
+    ("POST", "/login", "login"),
+    ("POST", "/logout", "logout"),
+    ("GET", "/", "today_page"),
+    ("GET", "/api/today", "today_json"),
+    ("GET", "/firms", "firms_page"),
+    ("GET", "/firms/{firm}", "firm_page"),
+    ("GET", "/orders", "orders_page"),
+    ("POST", "/orders/{firm}/{action}", "order_action"),
+    ("POST", "/orders/issue", "order_issue"),
+    ("GET", "/inspections", "inspections_page"),
+    ("POST", "/inspections", "visit"),
+    ("POST", "/talks", "talk"),
+    ("GET", "/alerts", "alerts_page"),
+    ("GET", "/events", "events"),
+    ("GET", "/reports", "reports_page"),
+    ("GET", "/reports/{name}", "report_file"),
+    ("GET", "/rota", "rota_page"),
+    ("GET", "/photos/{name}", "photo"),
+    ("GET", "/favicon.ico", "favicon"),
+    ("GET", "/static/{name:.+}", "static_file"),
+)
+OPEN: Final = frozenset({"/login", "/favicon.ico"})  # and /static/: the login page's own files
 
 
 class Console(Pages, Forms):
@@ -98,28 +123,8 @@ class Console(Pages, Forms):
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._guard], client_max_size=MAX_UPLOAD)
-        r = app.router
-        r.add_get("/login", self.login_page)
-        r.add_post("/login", self.login)
-        r.add_post("/logout", self.logout)
-        r.add_get("/", self.today_page)
-        r.add_get("/api/today", self.today_json)
-        r.add_get("/firms", self.firms_page)
-        r.add_get("/firms/{firm}", self.firm_page)
-        r.add_get("/orders", self.orders_page)
-        r.add_post("/orders/{firm}/{action}", self.order_action)
-        r.add_post("/orders/issue", self.order_issue)
-        r.add_get("/inspections", self.inspections_page)
-        r.add_post("/inspections", self.visit)
-        r.add_post("/talks", self.talk)
-        r.add_get("/alerts", self.alerts_page)
-        r.add_get("/events", self.events)
-        r.add_get("/reports", self.reports_page)
-        r.add_get("/reports/{name}", self.report_file)
-        r.add_get("/rota", self.rota_page)
-        r.add_get("/photos/{name}", self.photo)
-        r.add_get("/favicon.ico", self.favicon)
-        r.add_get("/static/{name:.+}", self.static_file)
+        for method, path, handler in ROUTES:
+            app.router.add_route(method, path, getattr(self, handler))
         return app
 
     async def start(self) -> None:
@@ -173,7 +178,7 @@ class Console(Pages, Forms):
     @web.middleware
     async def _guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         path = request.path
-        open_route = path in ("/login", "/favicon.ico") or path.startswith("/static/")
+        open_route = path in OPEN or path.startswith("/static/")
         session = self.sessions.get(request.cookies.get(COOKIE))
         if request.method == "POST" and not self._same_origin(request):
             log.warning("console: a %s to %s from another origin was refused (%s)", request.method, path,

@@ -21,6 +21,7 @@ from selenium import webdriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
+from quotad.web.app import OPEN, ROUTES
 from tests.shell.feedtown import journal_of
 from tests.shell.township import eventually
 from tests.web.conftest import DESK, PHONE, SHOTS, viewport
@@ -59,19 +60,26 @@ def pending_firm(town: ConsoleTown) -> str:
 
 
 def test_no_page_and_no_action_without_login(town: ConsoleTown) -> None:
+    """Every route the console has (its own table, so a new one cannot be missed), without a login."""
     anon = Http(town.port)
-    for path in [*PAGES, "/rota?month=2010-11", "/firms?state=ok"]:
-        status, headers, _ = anon.request("GET", path)
-        assert status == 303, path
-        assert headers["Location"].startswith("/login?next="), path
-    for path in ["/api/today", "/events", "/photos/" + "0" * 64 + ".jpg", "/reports/daily-2010-10-20.html"]:
-        assert anon.request("GET", path)[0] == 401, path
-    for path in ["/orders/rongsheng-paper/confirm", "/orders/issue", "/inspections", "/talks", "/logout"]:
-        status, _h, _t = anon.request("POST", path, {"firm": "g-001", "reason": "x", "csrf": "x"})
-        assert status in (401, 303), path
-        if path != "/logout":
-            assert status == 401, path
-    assert anon.request("GET", "/static/console.css")[0] == 200  # the login page's own style
+    samples = {"{firm}": "rongsheng-paper", "{action}": "confirm", "{name}": "daily-2010-10-20.html",
+               "{name:.+}": "console.css"}  # fmt: skip
+    assert len(ROUTES) >= 20
+    for method, pattern, handler in ROUTES:
+        path = pattern
+        for param, value in samples.items():
+            path = path.replace(param, value)
+        if method == "GET" and handler == "photo":
+            path = "/photos/" + "0" * 64 + ".jpg"
+        body = {"firm": "g-001", "reason": "x", "note": "x", "csrf": "x", "name": "leader", "password": "wrong"}
+        status, headers, _text = anon.request(method, path, body if method == "POST" else None)
+        if pattern in OPEN or pattern.startswith("/static/"):
+            assert status == (401 if pattern == "/login" and method == "POST" else 200), (method, path, status)
+        elif method == "GET" and handler.endswith("_page"):
+            assert status == 303, (method, path, status)  # a page: to the login, and back after it
+            assert headers["Location"].startswith("/login?next="), path
+        else:
+            assert status == 401, (method, path, status)  # an action, a file, the stream, the figures
     status, headers, text = anon.request("GET", "/login")
     assert status == 200
     assert "default-src 'self'" in headers["Content-Security-Policy"]
@@ -79,6 +87,7 @@ def test_no_page_and_no_action_without_login(town: ConsoleTown) -> None:
     assert "用户名" in text
     assert not journal_of(town.dir / "state", "issue")
     assert not journal_of(town.dir / "state", "talk")
+    assert not journal_of(town.dir / "state", "order")
 
 
 def test_each_role_logs_in_and_sees_the_township_live(town: ConsoleTown, desk: webdriver.Chrome) -> None:
@@ -114,6 +123,12 @@ def test_a_pending_order_is_confirmed_from_a_phone(town: ConsoleTown, phone: web
         ("confirm", "inspector", "现场核实：造纸车间在生产")
     ]
     assert confirmed[0]["order"]["state"] == "issued"  # type: ignore[index]
+    # the firm's page shows the evidence behind the order (its meter's readings and the arithmetic) and who confirmed
+    phone.get(f"{town.base}/firms/{firm}")
+    evidence = phone.find_element(By.CSS_SELECTOR, ".order .evidence")
+    assert "kWh" in evidence.text
+    assert phone.find_elements(By.CSS_SELECTOR, ".order .evidence table.meters tbody tr")
+    assert "inspector · 现场核实：造纸车间在生产" in phone.find_element(By.CSS_SELECTOR, ".order .history").text
     assert not errors(phone)
 
 
