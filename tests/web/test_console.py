@@ -295,3 +295,25 @@ def test_today_data_is_the_engines(town: ConsoleTown) -> None:
     assert data["curve"][-1][1] == data["consumed_kwh"]
     values = [v for _t, v in data["curve"]]
     assert values == sorted(values)  # cumulative
+
+
+def test_the_reports_archive_serves_its_files_and_nothing_else(town: ConsoleTown) -> None:
+    reports = town.dir / "state" / "reports"
+    reports.mkdir(exist_ok=True)
+    (reports / "daily-2010-10-19.html").write_text("<h1>日报</h1>", encoding="utf-8")
+    (reports / "daily-2010-10-19.xlsx").write_bytes(b"PK\x03\x04")
+    client = Http(town.port)
+    client.login("leader")
+    status, _h, page = client.request("GET", "/reports")
+    assert status == 200
+    assert 'href="/reports/daily-2010-10-19.html"' in page
+    assert 'href="/reports/daily-2010-10-19.xlsx"' in page
+    status, headers, text = client.request("GET", "/reports/daily-2010-10-19.html")
+    assert status == 200
+    assert headers["Content-Type"].startswith("text/html")
+    assert "日报" in text
+    status, headers, _t = client.request("GET", "/reports/daily-2010-10-19.xlsx")
+    assert headers["Content-Type"] == "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    for name in ("..%2Fquotad.db", "quotad.db", "%2E%2E%2Fusers", "daily-2010-10-18.html"):
+        assert client.request("GET", f"/reports/{name}")[0] == 404, name
+    assert client.request("GET", "/photos/..%2F..%2Fusers")[0] == 404
