@@ -3,15 +3,17 @@ prints to pdf as it shows, with no JavaScript and nothing fetched."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from quotad.core.alerts import SEVERITY_NAMES
-from quotad.core.reports.daily import SEVERITIES, DailyReport, FirmRow
+from quotad.core.reports.daily import SEVERITIES, DailyReport
+from quotad.core.reports.phase import PhaseReport
 from quotad.reports import charts
 
-__all__ = ["RESULTS", "environment", "kwh", "pct", "render_daily"]
+__all__ = ["RESULTS", "environment", "kwh", "pct", "render_daily", "render_phase"]
 
 RESULTS = {"ok": "合格", "violation": "违规", "rectify": "限期整改"}
 
@@ -56,9 +58,9 @@ def _common(township: str, source: str) -> dict[str, Any]:
     }
 
 
-def _by_kind(firms: tuple[FirmRow, ...]) -> list[tuple[str, list[FirmRow]]]:
-    """The firms under their kind, in the policy's order."""
-    groups: dict[str, list[FirmRow]] = {}
+def _by_kind(firms: tuple[Any, ...]) -> list[tuple[str, list[Any]]]:
+    """The firms (rows with a `kind`) under their kind, in the policy's order."""
+    groups: dict[str, list[Any]] = {}
     for firm in firms:
         groups.setdefault(firm.kind, []).append(firm)
     return list(groups.items())
@@ -74,6 +76,31 @@ def render_daily(report: DailyReport, source: str) -> str:
             title=title,
             report=report,
             curve_svg=svg,
+            firm_groups=_by_kind(report.firms),
+            **_common(report.township, source),
+        )
+    )
+
+
+def render_phase(report: PhaseReport, source: str) -> str:
+    title = f"{report.township}节电调控{report.name}工作报告（{report.start} 至 {report.end}）"
+    by_day = {d.day: d for d in report.days}
+    bars = []
+    if report.first is not None:
+        day = report.start
+        while day <= report.end:
+            row = by_day.get(day)
+            value = row.consumed_kwh if row is not None and row.readings else None
+            bars.append((f"{day.month}/{day.day}", value, row.cap_kwh if row is not None else None))
+            day += dt.timedelta(days=1)
+    svg = charts.day_bars(bars, f"{report.name}逐日全镇用电（{report.start} 至 {report.end}）")
+    return (
+        environment()
+        .get_template("phase.html")
+        .render(
+            title=title,
+            report=report,
+            bars_svg=svg,
             firm_groups=_by_kind(report.firms),
             **_common(report.township, source),
         )
