@@ -111,7 +111,9 @@ def day_bars(days: Sequence[tuple[str, float | None, float | None]], title: str,
             parts.append(f'<rect x="{x0 + width * 0.15:.1f}" y="{y:.1f}" width="{width * 0.7:.1f}" '
                          f'height="{_H - _BOTTOM - y:.1f}" fill="{color}"/>')  # fmt: skip
             if few:
-                above = min(y, _y(cap, top)) if cap is not None and cap >= value * 0.95 else y  # clear of the cap
+                above = y
+                if cap is not None and 0 <= y - _y(cap, top) < 18:  # the cap just above the bar: clear of it
+                    above = _y(cap, top)
                 parts.append(_text(x0 + width / 2, above - 4, f"{value:,.0f}", 10, color=color))
                 if i % every:
                     parts.append(_text(x0 + width / 2, _H - _BOTTOM + 28, label, 10, color=color))

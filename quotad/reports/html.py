@@ -11,9 +11,10 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from quotad.core.alerts import SEVERITY_NAMES
 from quotad.core.reports.daily import SEVERITIES, DailyReport
 from quotad.core.reports.phase import PhaseReport
+from quotad.core.reports.statement import FirmStatement
 from quotad.reports import charts
 
-__all__ = ["RESULTS", "environment", "kwh", "pct", "render_daily", "render_phase"]
+__all__ = ["RESULTS", "environment", "kwh", "pct", "render_daily", "render_firm", "render_phase"]
 
 RESULTS = {"ok": "合格", "violation": "违规", "rectify": "限期整改"}
 
@@ -104,4 +105,24 @@ def render_phase(report: PhaseReport, source: str) -> str:
             firm_groups=_by_kind(report.firms),
             **_common(report.township, source),
         )
+    )
+
+
+def render_firm(report: FirmStatement, source: str) -> str:
+    year, month = report.month.split("-")
+    title = f"{report.name}用电对账单（{year}年{int(month)}月）"
+    if report.quota_kwh is not None:  # a general firm is held to its month: its running total against the quota
+        bars = [(f"{d.day.day}", d.month_kwh, report.quota_kwh if d.arrangement != "不在管控期" else None)
+                for d in report.days]  # fmt: skip
+        heading = f"{year}年{int(month)}月累计用电（含首次读数前已用）"
+        note = "红线：月度配额；红色柱：超过配额"
+    else:
+        bars = [(f"{d.day.day}", d.kwh, d.limit_kwh if d.limit_name in ("日限额", "保安用电") else None)
+                for d in report.days]  # fmt: skip
+        heading, note = f"{year}年{int(month)}月逐日用电", "红线：当日限额或停产日保安用电；红色柱：超过"
+    svg = charts.day_bars(bars, heading, note)
+    return (
+        environment()
+        .get_template("firm.html")
+        .render(title=title, report=report, bars_svg=svg, **_common(report.township, source))
     )

@@ -14,8 +14,9 @@ from openpyxl.worksheet.worksheet import Worksheet  # type: ignore[import-untype
 from quotad.core.alerts import SEVERITY_NAMES
 from quotad.core.reports.daily import SEVERITIES, AlertRow, DailyReport, RuleRow
 from quotad.core.reports.phase import PhaseReport
+from quotad.core.reports.statement import FirmStatement
 
-__all__ = ["daily_xlsx", "phase_xlsx", "r1", "sheet"]
+__all__ = ["daily_xlsx", "firm_xlsx", "phase_xlsx", "r1", "sheet"]
 
 _HEAD = Font(bold=True)
 _FILL = PatternFill("solid", fgColor="EEF2F7")
@@ -138,4 +139,34 @@ def phase_xlsx(r: PhaseReport, path: Path) -> None:
     sheet(book, "数据质量", ["电表", "所属", "实收读数（计入）", "应收读数", "到达率（%）"],
           ([m.meter, m.owner, m.received, m.expected, r1(m.share)] for m in r.meters),
           (22, 18, 14, 10, 12))  # fmt: skip
+    book.save(path)
+
+
+def firm_xlsx(r: FirmStatement, path: Path) -> None:
+    book = Workbook()
+    book.remove(book.active)
+    summary: list[list[Any]] = [
+        ["企业", r.name], ["编号", r.firm], ["类别", r.kind], ["错时供电组", r.group], ["联系领导", r.liaison],
+        ["月份", r.month], ["指标", r.limit_text], ["数据截至", r.as_of], ["本月用电合计（kWh）", r1(r.total_kwh)],
+        ["月度配额（kWh）", r1(r.quota_kwh)], ["首次读数前已用（kWh）", r1(r.opening_kwh)],
+        ["本月累计（kWh）", r1(r.month_kwh)], ["占配额（%）", r1(r.quota_pct)], ["尚余配额（kWh）", r1(r.margin_kwh)],
+        ["超日限额天数", r.days_over_limit], ["获准运行天数", r.run_days], ["停电日天数", r.off_days],
+        ["休息日天数", r.rest_days], ["停产日超保安用电天数", r.off_over], ["告警", len(r.alerts)],
+        ["约谈问责", r.escalation],
+    ]  # fmt: skip
+    sheet(book, "概况", ["项目", "数值"], summary, (22, 70))
+    days = [[str(d.day), d.weekday, d.arrangement, "是" if d.runs else "否", r1(d.kwh), d.limit_name or None,
+             r1(d.limit_kwh), r1(d.pct), r1(d.month_kwh), "是" if d.over else None, d.alerts]
+            for d in r.days]  # fmt: skip
+    days.append(["合计", None, None, None, r1(r.total_kwh), None, None, None, r1(r.month_kwh), None, len(r.alerts)])
+    sheet(book, "逐日明细", ["日期", "星期", "当日安排", "获准运行", "用电（kWh）", "对照指标", "指标（kWh）",
+                         "占指标（%）", "本月累计（kWh）", "超过", "告警"], days,
+          (12, 6, 20, 8, 12, 12, 12, 10, 14, 6, 6))  # fmt: skip
+    sheet(book, "停电令", ["告警编号", "事由", "起", "止", "现状", "办理", "时间", "经办", "说明"],
+          ([o.alert_id, o.rule, o.from_day, o.until, o.state, *change] for o in r.orders for change in o.history),
+          (50, 16, 12, 12, 8, 8, 18, 10, 60))  # fmt: skip
+    _alerts(book, "告警", r.alerts)
+    sheet(book, "现场检查", ["时间", "督查人员", "结果", "发现"],
+          ([v["at"], v["by"], v["result"], v["finding"]] for v in r.visits), (20, 10, 8, 60))  # fmt: skip
+    sheet(book, "约谈", ["时间", "约谈人", "记录"], ([t["at"], t["by"], t["note"]] for t in r.talks), (20, 10, 60))
     book.save(path)
