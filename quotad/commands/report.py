@@ -71,12 +71,7 @@ def report(loaded: Loaded, args: argparse.Namespace, out: TextIO) -> int:
     output: Path | None = args.output
     if output is None and args.format != "html":
         output = Path(default_name(args))
-    if args.report_kind == "daily":
-        html, write_xlsx = _daily(engine, data, subject, source)
-    else:  # the phase report and the firm's statement: not built yet (SPEC "Reports"; issue 15)
-        raise QuotadError(
-            _("the {kind} report is not available yet: only the daily report is").format(kind=args.report_kind)
-        )
+    html, write_xlsx = _makers[args.report_kind](engine, data, subject, source)
     _write(args.format, html, write_xlsx, output, out)
     if output is not None:
         print(_("{township}: report written to {path}").format(township=policy.township.name, path=output),
@@ -91,6 +86,33 @@ def _daily(engine: Engine, data: Collected, day: dt.date, source: str) -> tuple[
 
     figures = daily_report(engine, data, day)
     return render_daily(figures, source), lambda path: daily_xlsx(figures, path)
+
+
+def _phase(engine: Engine, data: Collected, name: str, source: str) -> tuple[str, Callable[[Path], None]]:
+    from quotad.core.reports.phase import phase_report
+    from quotad.reports.html import render_phase
+    from quotad.reports.xlsx import phase_xlsx
+
+    phase = next(p for p in engine.policy.control.phases if p.name == name)
+    figures = phase_report(engine, data, phase)
+    return render_phase(figures, source), lambda path: phase_xlsx(figures, path)
+
+
+def _firm(engine: Engine, data: Collected, subject: tuple[str, int, int],
+          source: str) -> tuple[str, Callable[[Path], None]]:  # fmt: skip
+    from quotad.core.reports.statement import firm_statement
+    from quotad.reports.html import render_firm
+    from quotad.reports.xlsx import firm_xlsx
+
+    figures = firm_statement(engine, data, *subject)
+    return render_firm(figures, source), lambda path: firm_xlsx(figures, path)
+
+
+_makers: dict[str, Callable[[Engine, Collected, Any, str], tuple[str, Callable[[Path], None]]]] = {
+    "daily": _daily,
+    "phase": _phase,
+    "firm": _firm,
+}
 
 
 def write_daily(engine: Engine, data: Collected, day: dt.date, source: str, folder: Path,

@@ -92,7 +92,8 @@ def day_curve(curve: Sequence[tuple[float, float]], projection: Sequence[tuple[f
     return "\n".join(parts)
 
 
-def day_bars(days: Sequence[tuple[str, float | None, float | None]], title: str) -> str:
+def day_bars(days: Sequence[tuple[str, float | None, float | None]], title: str,
+             note: str = "红线：日上限；红色柱：超过上限") -> str:  # fmt: skip
     """One bar per day (label, kWh or None for no data, the day's cap or None), the cap marked on each."""
     highest = max([1.0, *(v or 0.0 for _d, v, _c in days), *(c or 0.0 for _d, _v, c in days)])
     _step, top = _axis(highest * 1.05)
@@ -101,6 +102,7 @@ def day_bars(days: Sequence[tuple[str, float | None, float | None]], title: str)
     n = max(1, len(days))
     width = plot_w / n
     every = max(1, math.ceil(n / 12))
+    few = sum(1 for _d, v, _c in days if v is not None) <= 12  # then each bar says its figure, and its day
     for i, (label, value, cap) in enumerate(days):
         x0 = _LEFT + i * width
         if value is not None:
@@ -108,12 +110,19 @@ def day_bars(days: Sequence[tuple[str, float | None, float | None]], title: str)
             y = _y(value, top)
             parts.append(f'<rect x="{x0 + width * 0.15:.1f}" y="{y:.1f}" width="{width * 0.7:.1f}" '
                          f'height="{_H - _BOTTOM - y:.1f}" fill="{color}"/>')  # fmt: skip
+            if few:
+                above = y
+                if cap is not None and 0 <= y - _y(cap, top) < 18:  # the cap just above the bar: clear of it
+                    above = _y(cap, top)
+                parts.append(_text(x0 + width / 2, above - 4, f"{value:,.0f}", 10, color=color))
+                if i % every:
+                    parts.append(_text(x0 + width / 2, _H - _BOTTOM + 28, label, 10, color=color))
         if cap is not None:
             y = _y(cap, top)
             parts.append(f'<line x1="{x0:.1f}" y1="{y:.1f}" x2="{x0 + width:.1f}" y2="{y:.1f}" stroke="{_CAP}" '
                          'stroke-width="2"/>')  # fmt: skip
         if i % every == 0:
             parts.append(_text(x0 + width / 2, _H - _BOTTOM + 16, label, 10))
-    parts.append(_text(_W - _RIGHT, _TOP - 10, "红线：日上限；红色柱：超过上限", 11, "end", _CAP))
+    parts.append(_text(_W - _RIGHT, _TOP - 10, note, 11, "end", _CAP))
     parts.append("</svg>")
     return "\n".join(parts)
