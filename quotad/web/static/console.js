@@ -57,7 +57,7 @@
     if (loadEl) {
       var lx = [], ly = [], lc = [];
       d.load.forEach(function (p) { lx.push(p[0]); ly.push(p[1]); lc.push(d.load_cap_kw); });
-      if (!lx.length) { lx = [d.day_start]; ly = [null]; lc = [d.load_cap_kw]; }
+      if (!lx.length || lx[lx.length - 1] < d.day_end) { lx.push(d.day_end); ly.push(null); lc.push(d.load_cap_kw); }
       var lopts = Object.assign({
         width: width(loadEl), height: 180,
         scales: { x: { time: true, range: [d.day_start, d.day_end] } },
