@@ -38,6 +38,8 @@ class TrailingHour:
     def __init__(self) -> None:
         self._pieces: deque[Piece] = deque()  # in arrival order
         self.township_wh_bound = 0  # sum over kept township pieces: an upper bound of the trailing hour (Wh)
+        self._changes = 0  # pieces added or dropped so far: `township_wh`'s last sum holds while it is the same
+        self._summed: tuple[int, Micros, float] = (-1, 0, 0.0)  # (changes, now, township_wh(now))
 
     def pieces(self) -> tuple[Piece, ...]:
         """The kept pieces, in arrival order (the engine's state)."""
@@ -47,12 +49,14 @@ class TrailingHour:
         """Hold `pieces` (a saved state's, in arrival order; `township_wh`: the township ones' energy)."""
         self._pieces = deque(pieces)
         self.township_wh_bound = township_wh
+        self._changes += 1
 
     def add(self, piece: Piece, now: Micros) -> None:
         if piece[T1] <= now - HOUR_US:
             return
         pieces = self._pieces
         pieces.append(piece)
+        self._changes += 1
         if piece[TOWNSHIP]:
             self.township_wh_bound += piece[WH]
         if pieces[0][T1] <= now - HOUR_US:
@@ -62,12 +66,17 @@ class TrailingHour:
         pieces, cutoff = self._pieces, now - HOUR_US
         while pieces and pieces[0][T1] <= cutoff:
             gone = pieces.popleft()
+            self._changes += 1
             if gone[TOWNSHIP]:
                 self.township_wh_bound -= gone[WH]
 
     def township_wh(self, now: Micros) -> float:
         """The township pieces' energy inside (now - 1 h, now]: `_share` of each, summed in order (inlined: this
-        runs over every piece of the hour for each township point)."""
+        runs over every piece of the hour for each township point). The last sum is kept: the daemon's status asks
+        again every second, for the same `now` while no reading comes."""
+        changes, at, total = self._summed
+        if changes == self._changes and at == now:
+            return total
         cutoff, total = now - HOUR_US, 0.0
         for t0, t1, wh, _firm, township in self._pieces:
             if not township or t1 <= cutoff:
@@ -78,6 +87,7 @@ class TrailingHour:
             lo, hi = max(t0, cutoff), min(t1, now)
             if hi > lo:
                 total += wh * (hi - lo) / (t1 - t0)
+        self._summed = (self._changes, now, total)
         return total
 
     def firms_wh(self, now: Micros) -> dict[str, float]:
