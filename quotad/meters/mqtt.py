@@ -15,7 +15,8 @@
   is logged and counted, never propagated into paho.
 - With `on_delivery` instead, each reading comes with its `ack`: the broker is told the message was received
   (PUBACK) only when `ack()` is called, once the reading is durable; until then the broker keeps it and sends it
-  again after a reconnection. The daemon acks after the journal's commit, so a crash loses no reading. Bad
+  again after a reconnection. The daemon acks after the journal's commit, so a crash loses no reading. The
+  PUBACKs asked for together (a batch) are written together, soon after, on the loop: one packet. Bad
   payloads and messages on no meter's topic are acknowledged at once (they are counted and logged, and done).
 - `hold`: while it returns True (the daemon's inbox is full) the socket is not read: a broker's backlog stays on
   the broker, never grows in memory, and nothing is dropped.
@@ -26,7 +27,9 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -35,6 +38,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.client import PUBACK
 from paho.mqtt.reasoncodes import ReasonCode
 
 from quotad.config.daemon import MqttSettings
@@ -45,7 +49,7 @@ from quotad.core.sources import default_topic
 from quotad.meters.formats import Format, parse_payload
 from quotad.meters.source import Context
 from quotad.schedule.calendar import Micros
-from quotad.shell.mqtt import Driver, client_id, mqtt_client
+from quotad.shell.mqtt import BufferedClient, Driver, client_id, mqtt_client
 from quotad.shell.pacing import Tally
 
 __all__ = ["Ack", "MeterTopic", "MqttMeters", "default_topic", "meter_topics"]
@@ -61,6 +65,9 @@ def meter_topics(meters: Iterable[Meter], prefix: str, township: str) -> list[Me
 
 
 _client_id = client_id  # the module's name for it; `client_id` is also MqttMeters' parameter
+
+
+_PUBACK = struct.Struct("!BBH")  # MQTT 3.1.1's PUBACK: its type, its remaining length (2), the message id
 
 
 def _done() -> None:
@@ -113,9 +120,13 @@ class MqttMeters:
         self._subscribe_mid: int | None = None
         # A persistent session with QoS 1 subscriptions: while quotad is down or reconnecting, the broker keeps the
         # meters' messages for it, so no reading is lost (the broker's max_queued_messages must allow it).
-        self.client = mqtt_client(settings, client_id or _client_id(settings, "meters"), clean=False)
+        client = mqtt_client(settings, client_id or _client_id(settings, "meters"), clean=False, buffered=True)
+        assert isinstance(client, BufferedClient)
+        self.client = client
         if on_delivery is not None:
             self.client.manual_ack_set(True)
+        self._acks: collections.deque[int] = collections.deque()  # QoS 1 message ids to acknowledge, soon
+        self._acks_due = False
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_subscribe = self._on_subscribe
@@ -257,7 +268,10 @@ class MqttMeters:
 
     def _handle(self, topic: str, payload: bytes, mid: int = 0, qos: int = 0) -> None:
         self.received += 1  # counters written by the loop's thread alone: no lock on the path of every message
-        ack = partial(self.client.ack, mid, qos) if self._on_delivery is not None and qos else _done
+        if self._on_delivery is None or not qos:
+            ack: Ack = _done
+        else:
+            ack = partial(self._ack, mid) if qos == 1 else partial(self.client.ack, mid, qos)
         entry = self.topics.get(topic)
         if entry is None:
             ack()
@@ -287,6 +301,23 @@ class MqttMeters:
                 log.exception("the reading handler failed on %s (%d failures so far)", topic, count)
             return
         self.delivered += 1
+
+    def _ack(self, mid: int) -> None:
+        """Acknowledge the QoS 1 message `mid` (from any thread). The PUBACKs asked for meanwhile go together, soon,
+        on the loop: the daemon acknowledges a batch of up to a thousand readings at once, which paho wrote as a
+        thousand packets, a system call each."""
+        self._acks.append(mid)
+        if not self._acks_due:
+            self._acks_due = True
+            self._driver.soon(self._write_acks)
+
+    def _write_acks(self) -> None:
+        self._acks_due = False  # before taking them: an ack asked for from now on asks for another write
+        acks = self._acks
+        mids = [acks.popleft() for _ in range(len(acks))]
+        if mids:  # what paho's `ack` queues for each, in one packet (a connection lost drops it, as it would them)
+            packet = b"".join([_PUBACK.pack(PUBACK, 2, mid) for mid in mids])
+            self.client._packet_queue(PUBACK, packet, 0, 0)
 
     def _count_malformed(self, topic: str, reason: str) -> None:
         with self._lock:
