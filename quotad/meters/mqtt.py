@@ -3,7 +3,9 @@
 - A paho-mqtt 2.x client (MQTT 3.1.1, persistent session) made by `quotad.shell.mqtt.mqtt_client` and run on an
   asyncio loop by `quotad.shell.mqtt.Driver`: reading, handling and acknowledging on one thread; reconnection with
   the driver's back-off (1 s to 30 s); the daemon passes its loop to `start`, and without one the source runs a
-  loop of its own on a thread. Subscriptions (QoS 1) are made in `on_connect`, so every
+  loop of its own on a thread. The client is a `quotad.shell.mqtt.BufferedClient`: it reads the socket 64 KB at a
+  time and hands each whole QoS 0/1 PUBLISH to `_on_publish` itself (paho's reading takes every other packet, and
+  gives `_on_message` what it reads). Subscriptions (QoS 1) are made in `on_connect`, so every
   reconnection resubscribes; while quotad is away the broker queues the QoS 1 messages of its session, and a
   retained reading is delivered again on each resubscription (harmless: the ledger ignores a reading not newer
   than the meter's last).
@@ -131,6 +133,7 @@ class MqttMeters:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
+        self.client.on_publish_bytes = self._on_publish
         self._driver = Driver(
             self.client, "mqtt-meters", progress=lambda: self.received, unreachable=self._unreachable, hold=hold
         )
@@ -262,6 +265,13 @@ class MqttMeters:
         try:
             self._handle(message.topic, bytes(message.payload), message.mid, message.qos)
         except Exception:  # never into paho: an exception there would break its reading of the socket
+            log.exception("unexpected error handling an MQTT meter message")
+
+    def _on_publish(self, topic: str, payload: bytes, mid: int, qos: int) -> None:
+        """A message as `BufferedClient` hands it on (most of them), without paho's MQTTMessage."""
+        try:
+            self._handle(topic, payload, mid, qos)
+        except Exception:
             log.exception("unexpected error handling an MQTT meter message")
 
     # --- messages -------------------------------------------------------------------------------------------
