@@ -33,6 +33,7 @@ from quotad.config.daemon import InfluxSettings, MqttSettings, read_secret
 from quotad.core.errors import StoreError
 from quotad.core.outputs import Message
 from quotad.shell.bounds import OutboxBound
+from quotad.shell.keepalive import TIMEOUT_S, KeptAlive
 from quotad.shell.mqtt import Driver, client_id, mqtt_client
 from quotad.shell.pacing import Backoff
 from quotad.shell.store import Store
@@ -263,6 +264,7 @@ class InfluxSink:
         self.down = False
         self.fault: str | None = None  # what keeps the points waiting: "unavailable" or "not authorized"
         self._v2_api: object | None = None
+        self._v1: KeptAlive | None = None  # v1's connection, kept open between batches
 
     def _authorization(self) -> str | None:
         """The v1 Authorization header, from the secret files (read again after a refusal: an operator may fix
@@ -342,18 +344,22 @@ class InfluxSink:
             return
         database, _, policy = self.settings.bucket.partition("/")
         query = {"db": database, "precision": "ns", **({"rp": policy} if policy else {})}
-        request = urllib.request.Request(
-            f"{self.settings.url}/write?{urllib.parse.urlencode(query)}", data=body.encode(), method="POST"
-        )
-        if self.authorization:
+        url = f"{self.settings.url}/write?{urllib.parse.urlencode(query)}"
+        if self._v1 is None:
+            self._v1 = KeptAlive.for_url(url)
+        if self._v1 is not None:
+            status, answer = self._v1.post(url, body.encode(), self.authorization)
+            if not 200 <= status < 300:
+                raise _http_error(status, answer, self.settings.url)
+            return
+        request = urllib.request.Request(url, data=body.encode(), method="POST")  # through a proxy, or credentials
+        if self.authorization:  # in the URL: urllib's handlers, a connection per batch
             request.add_header("Authorization", self.authorization)
         try:
-            with urllib.request.urlopen(request, timeout=5) as response:
+            with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
                 response.read()
         except urllib.error.HTTPError as exc:
-            detail = exc.read().decode(errors="replace")[:300].strip()
-            msg = f"HTTP {exc.code} from {self.settings.url}/write: {detail}"
-            raise (_Refused if exc.code in _NOT_AUTHORIZED else RuntimeError)(msg) from None
+            raise _http_error(exc.code, exc.read(), self.settings.url) from None
 
     def _write_v2(self, body: str) -> None:
         from influxdb_client.client.influxdb_client import InfluxDBClient
@@ -375,3 +381,9 @@ class InfluxSink:
 
 
 _NOT_AUTHORIZED = (401, 403)
+
+
+def _http_error(status: int, body: bytes, base: str) -> RuntimeError:
+    detail = body.decode(errors="replace")[:300].strip()
+    msg = f"HTTP {status} from {base}/write: {detail}"
+    return (_Refused if status in _NOT_AUTHORIZED else RuntimeError)(msg)
