@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import hashlib
 import json
 import logging
@@ -58,7 +59,7 @@ def _reading_body(reading: Reading, alerts: Sequence[Alert], orders: Sequence[Or
     "raised": [...], "orders": [...]} gives, with "alerts": [payloads] when it raised any, the register `quotad
     alerts --since` reads; a reading's numbers are finite, so repr is their JSON)."""
     power = "null" if reading.power_kw is None else repr(reading.power_kw)
-    head = f'{{"reading":[{json.dumps(reading.meter, ensure_ascii=False)},{reading.t},{reading.energy_kwh!r},{power}]'
+    head = f'{{"reading":[{_json_text(reading.meter)},{reading.t},{reading.energy_kwh!r},{power}]'
     if not alerts and not orders:
         return head + ',"raised":[],"orders":[]}'
     rest = json.dumps([a.id for a in alerts], ensure_ascii=False, separators=(",", ":"))
@@ -67,6 +68,12 @@ def _reading_body(reading: Reading, alerts: Sequence[Alert], orders: Sequence[Or
         return f'{head},"raised":{rest},"orders":{made}}}'
     payloads = json.dumps([a.payload() for a in alerts], ensure_ascii=False, separators=(",", ":"))
     return f'{head},"raised":{rest},"orders":{made},"alerts":{payloads}}}'
+
+
+@functools.lru_cache(maxsize=16384)
+def _json_text(meter: str) -> str:
+    """A meter's id as JSON (a few thousand ids, each written with every reading of its meter: made once each)."""
+    return json.dumps(meter, ensure_ascii=False)
 
 
 def recorded_orders(store: Store) -> dict[str, Order]:
@@ -140,13 +147,14 @@ class Journal:
         if self._next_list is None or reading.t >= self._next_list:
             self._inspection_list_due(reading.t)
         engine = self.engine
-        before = engine.ledger.meters[reading.meter].last_t if reading.meter in engine.ledger.meters else None
-        orders_before = dict(engine.orders)
+        meter = engine.ledger.meters.get(reading.meter)
+        before = meter.last_t if meter is not None else None
+        orders_before = dict(engine.orders) if engine.orders else None  # (none: the common case, nothing to copy)
         alerts = engine.ingest(reading)
         meter = engine.ledger.meters[reading.meter]
         if meter.last_t == before:
             return []  # a duplicate or an older reading: nothing happened
-        new_orders = [o for f, o in engine.orders.items() if orders_before.get(f) is not o]
+        new_orders = [o for f, o in engine.orders.items() if orders_before is None or orders_before.get(f) is not o]
         self.last_event = self.store.append("reading", _reading_body(reading, alerts, new_orders),
                                             self._outbox(reading, alerts, new_orders))  # fmt: skip
         self._maybe_snapshot()
@@ -262,6 +270,8 @@ class Journal:
         return True
 
     def _outbox(self, reading: Reading, alerts: Sequence[Alert], orders: Sequence[Order]) -> list[tuple[str, str, str]]:
+        if not alerts and not orders:  # most readings: their telemetry alone
+            return [self._telemetry(reading)] if self.influx else []
         township = self.policy.township.id
         rows: list[tuple[str, str, str]] = []
         if self.prefix is not None:
@@ -275,8 +285,14 @@ class Journal:
             kept = [alert_line(a) for a in alerts] + [order_line(township, o, reading.t) for o in orders]
             if kept:
                 rows.append(("influx", "points", "\n".join(kept)))
-            rows.append(("influx", TELEMETRY, "\n".join([self._reading_line(reading), *self._energy_lines(reading)])))
+            rows.append(self._telemetry(reading))
         return rows
+
+    def _telemetry(self, reading: Reading) -> tuple[str, str, str]:
+        """The InfluxDB row of the reading's point and the energy points due with it."""
+        energy = self._energy_lines(reading)
+        text = self._reading_line(reading)
+        return ("influx", TELEMETRY, "\n".join([text, *energy]) if energy else text)
 
     def _reading_line(self, reading: Reading) -> str:
         meter = self.engine.ledger.meters[reading.meter]
@@ -286,15 +302,20 @@ class Journal:
 
     def _energy_lines(self, reading: Reading) -> list[str]:
         engine, t = self.engine, reading.t
-        day = engine.calendar.day_of(t)
-        rows = []
+        rows: list[str] = []
         firm = self.meter_firm.get(reading.meter)
-        if firm is not None and self.points.due(firm, t):
+        firm_due = firm is not None and self.points.due(firm, t)
+        township_due = self.points.due("township", t)
+        if not firm_due and not township_due:
+            return rows  # most readings: no point due (one every 5 minutes of event time per subject)
+        day = engine.calendar.day_of(t)
+        if firm_due:
+            assert firm is not None
             day_wh = engine.ledger.firm_day_wh(firm, day)
             month_wh = engine.ledger.firm_month_wh(firm, (day.year, day.month))
             point = self.points.firm(firm, t, day_wh / 1000, month_wh / 1000, self._limit(firm, day))
             rows.append(point)
-        if self.points.due("township", t):
+        if township_due:
             total = engine.ledger.township_day_wh(day) / 1000
             _lo, end = engine.calendar.bounds(day)
             projected = total + engine.trailing.township_wh(t) / 1000 * max(0, end - t) / HOUR_US
