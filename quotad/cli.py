@@ -14,6 +14,7 @@ from pathlib import Path
 
 from quotad import __version__
 from quotad.commands.inspect import add_inspections_parser
+from quotad.commands.notify import add_notify_parser
 from quotad.commands.register import add_order_parsers, add_talks_parser, alerts_since, orders, run_order, talks
 from quotad.commands.replay import replay
 from quotad.commands.report import add_report_parser
@@ -94,6 +95,7 @@ def _parser() -> argparse.ArgumentParser:
     add_report_parser(sub, _config_option)
     with_config("status", _("today's schedule, the township against its cap, each firm, the standing orders"))
     add_user_parser(sub, _config_option)
+    add_notify_parser(sub, _config_option)
     p = sub.add_parser("demo", help=_("the example township enforced live, for a first look"))
     p.add_argument("--speed", type=float, default=720.0, help=_("simulated seconds per real second (default 720)"))
     p.add_argument("--days", type=int, default=2, help=_("simulated days to run (default 2)"))
@@ -183,6 +185,10 @@ def _shell(args: argparse.Namespace, loaded: Loaded) -> int:
         from quotad.commands.watch import show_status
 
         return show_status(loaded)
+    if args.command == "notify":
+        from quotad.commands.notify import main as notify_main
+
+        return notify_main(args, loaded)
     return 2
 
 

@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
+from quotad.config.channels import Channel
 from quotad.core.i18n import _
 from quotad.core.topics import MAX_PREFIX_BYTES, topic_problem
 
@@ -183,6 +184,7 @@ class DaemonSettings(BaseSettings):
     notices: NoticeSettings = NoticeSettings()
     clock: ClockSettings | None = None
     web: WebSettings | None = None
+    channels: tuple[Channel, ...] = ()  # SPEC "Notices and channels": where notices go
 
     @classmethod
     def settings_customise_sources(

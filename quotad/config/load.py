@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
+from quotad.config.channels import channel_findings, channel_secret_files, reference_findings, resolved_channel
 from quotad.config.crosscheck import DEFAULT_PREFIX, cross_check
 from quotad.config.daemon import DaemonSettings
 from quotad.config.figures import slips
@@ -93,8 +94,10 @@ def _load_policy(
     parsed: tuple[dict[str, Any], PositionIndex] | None,
     strict: bool,
     daemon: DaemonSettings | None = None,
+    channels: set[str] | None = None,
 ) -> tuple[Policy, tuple[Problem, ...]]:
-    """The policy, checked as the daemon `daemon` (when given) will read it: its MQTT meters under its prefix."""
+    """The policy, checked as the daemon `daemon` (when given) will read it: its MQTT meters under its prefix;
+    the channels it names among `channels` (the daemon file's, when there is one)."""
     raw, index = parsed or _read(path)
     raw, env_keys = _with_env(raw, env, _POLICY_TABLES)
     doc = _Doc(path, raw, index, env_keys)
@@ -107,6 +110,8 @@ def _load_policy(
     prefix = daemon.mqtt.topic_prefix if daemon is not None and daemon.mqtt is not None else DEFAULT_PREFIX
     problems += [doc.problem(loc, message) for loc, message in cross_check(raw, policy, prefix)]
     problems += [doc.problem(loc, message) for loc, message in _template_findings(raw, policy)]
+    if channels is not None:  # a policy on its own: which channels exist is the daemon file's to say
+        problems += [doc.problem(loc, message) for loc, message in reference_findings(raw, channels)]
     warnings: tuple[Problem, ...] = ()
     if strict or not problems:  # a broken file's slips wait until it loads, unless they count as problems
         found = slips(raw, policy) + _unread_meters(policy, daemon)
@@ -157,14 +162,16 @@ def _load_daemon(path: Path, raw: dict[str, Any], index: PositionIndex, env: dic
     doc = _Doc(path, raw, index, _env_keys(env, exclude=_POLICY_TABLES))
     problems: list[Problem] = []
     settings: DaemonSettings | None = None
+    found, channels = channel_findings(raw.get("channels"), path.parent)
+    problems += [doc.problem(loc, message) for loc, message in found]
     try:
         settings = DaemonSettings.from_file_values(raw, env)
     except ValidationError as exc:
-        problems += [doc.problem(err["loc"], _message(err)) for err in exc.errors()]
+        problems += [doc.problem(_err_loc(err), _message(err)) for err in exc.errors()]
     if settings is None:
         policy_ref = raw.get("policy")
         if isinstance(policy_ref, str) and (path.parent / policy_ref).is_file():
-            problems += _policy_problems(path.parent / policy_ref, env, strict)
+            problems += _policy_problems(path.parent / policy_ref, env, strict, channels)
         raise ConfigError(_dedupe(problems))
     settings = _resolved(settings, path.parent)
     problems += _secret_problems(doc, settings)
@@ -184,7 +191,7 @@ def _load_daemon(path: Path, raw: dict[str, Any], index: PositionIndex, env: dic
         raise ConfigError(_dedupe(problems))
     policy: Policy | None = None
     try:  # once: a 10,000-meter policy takes a quarter of a second
-        policy, policy_warnings = _load_policy(settings.policy, env, None, strict, settings)
+        policy, policy_warnings = _load_policy(settings.policy, env, None, strict, settings, channels)
     except ConfigError as exc:
         problems += exc.problems
     if problems or policy is None:
@@ -192,9 +199,9 @@ def _load_daemon(path: Path, raw: dict[str, Any], index: PositionIndex, env: dic
     return Loaded(policy, settings.policy, settings, path, warnings + policy_warnings)
 
 
-def _policy_problems(path: Path, env: dict[str, str], strict: bool) -> list[Problem]:
+def _policy_problems(path: Path, env: dict[str, str], strict: bool, channels: set[str]) -> list[Problem]:
     try:
-        _load_policy(path, env, None, strict)
+        _load_policy(path, env, None, strict, channels=channels)
     except ConfigError as exc:
         return exc.problems
     return []
@@ -216,6 +223,7 @@ def _resolved(settings: DaemonSettings, base: Path) -> DaemonSettings:
         )
     if settings.web:
         update["web"] = settings.web.model_copy(update={"users_file": fix(settings.web.users_file)})
+    update["channels"] = tuple(resolved_channel(channel, base) for channel in settings.channels)
     return settings.model_copy(update=update)
 
 
@@ -226,7 +234,7 @@ def _secret_files(settings: DaemonSettings) -> list[tuple[Loc, Path]]:
     if settings.influx:
         files.append((("influx", "token_file"), settings.influx.token_file))
         files.append((("influx", "password_file"), settings.influx.password_file))
-    return [(loc, file) for loc, file in files if file is not None]
+    return [(loc, file) for loc, file in files if file is not None] + channel_secret_files(settings.channels)
 
 
 def _secret_warnings(doc: _Doc, settings: DaemonSettings) -> tuple[Problem, ...]:
@@ -346,9 +354,13 @@ def _message(err: ErrorDetails) -> str:
     """What pydantic found, in the operator's words: our validators' own messages (already in the operator's
     language), pydantic's by their type, followed by the value given (unless it is a table or an array)."""
     kind = err["type"]
+    if kind == "union_tag_invalid":
+        ctx = err.get("ctx") or {}
+        message = _("unknown kind {tag!r} (known: {known})")
+        return message.format(tag=ctx.get("tag"), known=str(ctx.get("expected_tags", "")).replace("'", ""))
     if kind == "extra_forbidden":
         return _("unknown key")
-    if kind == "missing":
+    if kind in ("missing", "union_tag_not_found"):
         return _("required key is missing")
     if kind in ("value_error", "assertion_error"):
         message = err["msg"]
@@ -359,6 +371,13 @@ def _message(err: ErrorDetails) -> str:
     if "input" in err and not isinstance(err["input"], dict | list):
         message += _(" (got {input!r})").format(input=err["input"])
     return message
+
+
+def _err_loc(err: ErrorDetails) -> Loc:
+    """Where pydantic's error is: a union's missing or unknown tag is the `kind` key's problem."""
+    if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        return (*err["loc"], "kind")
+    return tuple(err["loc"])
 
 
 def _dedupe(problems: list[Problem]) -> list[Problem]:

@@ -136,7 +136,7 @@ def absolute_copy(case: Path, running: RunningDaemon) -> None:
     """`case` (a daemon file) over the running daemon's file, its relative paths made absolute, line for line."""
     text = case.read_text(encoding="utf-8")
     text = re.sub(
-        r'^(policy|state_dir) = "([^"/][^"]*)"', lambda m: f'{m[1]} = "{case.parent / m[2]}"', text, flags=re.M
+        r'^(policy|state_dir|\w+_file) = "([^"/][^"]*)"', lambda m: f'{m[1]} = "{case.parent / m[2]}"', text, flags=re.M
     )
     running.config.write_text(text, encoding="utf-8")
 
