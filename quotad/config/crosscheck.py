@@ -14,7 +14,7 @@ from pydantic import BaseModel, ValidationError
 
 from quotad.core.i18n import _
 from quotad.core.policy import WEEKDAYS, Control, Firm, Group, Meter, Policy, Rota, Township
-from quotad.core.sources import ModbusSerial, ModbusSource
+from quotad.core.sources import Dlt645Serial, Dlt645Source, ModbusSerial, WiredSource
 
 __all__ = ["DEFAULT_PREFIX", "Finding", "cross_check", "parts", "workshop_short_weeks"]
 
@@ -149,22 +149,36 @@ def _shared_topics(meters: list[tuple[int, Meter]], prefix: str, township: Towns
 
 
 def _gateway_settings(meters: list[tuple[int, Meter]]) -> Iterator[Finding]:
-    """Meters on one serial port, or behind one TCP gateway (host and port), share one connection: the line's
-    settings are the first meter's, and a meter that disagrees would need the port opened a second time."""
-    first: dict[tuple[str, ...], tuple[int, str, ModbusSource]] = {}
+    """Meters on one serial port, or behind one TCP gateway (host and port), share one connection whatever their
+    protocol: each of the line's settings is the first meter's that has it, and a meter that disagrees would need the
+    port opened a second time. A gateway carrying DL/T 645 is transparent: its Modbus meters speak RTU (framer)."""
+    first: dict[tuple[tuple[str, ...], str], tuple[int, str, object]] = {}
+    protocols: dict[tuple[str, ...], dict[str, tuple[int, str]]] = {}
     for i, meter in meters:
-        source = meter.modbus
+        source = meter.wired
         if source is None:
             continue
-        j, owner, line = first.setdefault(source.line, (i, meter.id, source))
+        table = source.TABLE
         for name in source.LINE_SETTINGS:
-            theirs = getattr(line, name)
+            j, owner, theirs = first.setdefault((source.line, name), (i, meter.id, getattr(source, name)))
             if getattr(source, name) != theirs:
-                yield ("meters", i, "modbus", name), _line_conflict(source, name, theirs, j, owner)
+                yield ("meters", i, table, name), _line_conflict(source, name, theirs, j, owner)
+        protocol = "dlt645" if isinstance(source, Dlt645Source) else getattr(source, "framer", "rtu")
+        seen = protocols.setdefault(source.line, {})
+        seen.setdefault(protocol, (i, meter.id))
+        clash = {"dlt645": "tcp", "tcp": "dlt645"}.get(protocol)
+        if clash in seen:
+            j, owner = seen[clash]
+            message = _(
+                "gateway {port} carries DL/T 645 and Modbus TCP (meters[{index}], {meter}): a DTU passes the RS-485 "
+                'bytes through, so its Modbus meters need framer = "rtu"'
+            )
+            port = ":".join(source.line[1:])
+            yield ("meters", i, table, "host"), message.format(port=port, index=j, meter=owner)
 
 
-def _line_conflict(source: ModbusSource, key: str, value: object, index: int, meter: str) -> str:
-    if isinstance(source, ModbusSerial):
+def _line_conflict(source: WiredSource, key: str, value: object, index: int, meter: str) -> str:
+    if isinstance(source, ModbusSerial | Dlt645Serial):
         message = _(
             "serial port {port} is set to {key} {value!r} by meters[{index}] ({meter}): the meters on one port "
             "share its settings"

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from quotad.core.i18n import _
-from quotad.core.sources import MeterSource, ModbusSource, MqttSource, tagged
+from quotad.core.sources import Dlt645Source, MeterSource, ModbusSource, MqttSource, WiredSource, tagged
 
 __all__ = [
     "WEEKDAYS",
@@ -213,7 +213,7 @@ class Meter(_Model):
     max_kw: PositiveKwh | None = None
     # the meter's accuracy class (%): a violation within it makes a pending order (SPEC "Orders")
     accuracy_pct: Annotated[float, Field(gt=0, le=10, allow_inf_nan=False, strict=True)] = 1.0
-    source: MeterSource  # written as [meters.modbus] or [meters.mqtt]: see quotad.core.sources
+    source: MeterSource  # written as [meters.modbus], [meters.dlt645] or [meters.mqtt]: see quotad.core.sources
 
     @model_validator(mode="before")
     @classmethod
@@ -223,6 +223,15 @@ class Meter(_Model):
     @property
     def modbus(self) -> ModbusSource | None:
         return self.source if isinstance(self.source, ModbusSource) else None
+
+    @property
+    def dlt645(self) -> Dlt645Source | None:
+        return self.source if isinstance(self.source, Dlt645Source) else None
+
+    @property
+    def wired(self) -> WiredSource | None:
+        """The source of a meter read over a line quotad owns (Modbus or DL/T 645), else None."""
+        return self.source if isinstance(self.source, ModbusSource | Dlt645Source) else None
 
     @property
     def mqtt(self) -> MqttSource | None:

@@ -1,13 +1,18 @@
 """How a meter is read: its source, one of a discriminated union tagged by `kind`.
 
-The policy file keeps the syntax SPEC gives: a meter has one table, `[meters.modbus]` or `[meters.mqtt]` (and,
-planned, `[meters.dlt645]`), with no tag written. `Meter` derives the tag in a before-validator (`tagged`) from
+The policy file keeps the syntax SPEC gives: a meter has one table, `[meters.modbus]`, `[meters.dlt645]` or
+`[meters.mqtt]`, with no tag written. `Meter` derives the tag in a before-validator (`tagged`) from
 which table is given and what it holds, and validates the table as that member of the union:
 
 - `modbus-tcp`: a Modbus TCP gateway (`host`, `port`, `framer = "tcp"`, the default);
 - `modbus-rtu-tcp`: RTU frames over TCP, as cheap gateways speak (`host`, `port`, `framer = "rtu"`);
 - `modbus-serial`: an RS-485 line (`serial`, `baudrate`, `parity`, `stopbits`, `bytesize`);
+- `dlt645-tcp`: a DL/T 645-2007 meter behind a transparent gateway, a DTU (`address`, `host`, `port`);
+- `dlt645-serial`: a DL/T 645-2007 meter on an RS-485 line (`address`, `serial`, 2400 baud 8E1 by default);
 - `mqtt`: a topic (`topic`, `format`).
+
+Wired sources (Modbus and DL/T 645) name their physical `line`: a serial port, or a gateway's host and port. A line is
+opened once for all its meters, whatever their protocol (`quotad.meters.modbus.ModbusPoller` owns every line).
 
 A problem inside a source is located by pydantic under `source.<tag>`; `file_loc` turns that back into the table
 the operator wrote (`meters[3].modbus.port`). A new kind of source adds its model here, a line to `MeterSource` and
@@ -26,6 +31,9 @@ from quotad.core.topics import topic_problem
 
 __all__ = [
     "SOURCE_LABELS",
+    "Dlt645Serial",
+    "Dlt645Source",
+    "Dlt645Tcp",
     "MeterSource",
     "ModbusRtuOverTcp",
     "ModbusSerial",
@@ -33,12 +41,13 @@ __all__ = [
     "ModbusTcp",
     "MqttSource",
     "SourceKind",
+    "WiredSource",
     "default_topic",
     "file_loc",
     "tagged",
 ]
 
-SourceKind = Literal["modbus-tcp", "modbus-rtu-tcp", "modbus-serial", "mqtt"]
+SourceKind = Literal["modbus-tcp", "modbus-rtu-tcp", "modbus-serial", "dlt645-tcp", "dlt645-serial", "mqtt"]
 _SERIAL_SETTINGS = ("baudrate", "parity", "stopbits", "bytesize")
 
 
@@ -156,6 +165,99 @@ class ModbusSerial(ModbusSource):
         return f"{self.serial}@{self.baudrate}"
 
 
+_HEX = frozenset("0123456789ABCDEFabcdef")
+
+
+class Dlt645Source(_Source):
+    """A DL/T 645-2007 meter: its 12-digit address (printed on it), the data identifiers read for the counter and
+    the power, the poll, the time it is given to answer. `line` and `LINE_SETTINGS` as for `ModbusSource`; a meter's
+    timeout is its own (quotad's own stream serves the line: no client-wide timeout)."""
+
+    TABLE: ClassVar[str] = "dlt645"
+    LABEL: ClassVar[str] = "DL/T 645"
+    LINE_SETTINGS: ClassVar[tuple[str, ...]] = ()
+
+    address: str
+    energy: str = "00010000"  # forward active total energy, XXXXXX.XX kWh
+    power: str | None = "02030000"  # instantaneous total active power, XX.XXXX kW; "" for none
+    poll_s: Annotated[float, Field(gt=0, le=86400, strict=True)] = 60.0
+    timeout_s: Annotated[float, Field(gt=0, le=60, strict=True)] = 2.0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_line(cls, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            if ("host" in data) == ("serial" in data):
+                msg = _(
+                    "give either host (a DTU, a transparent TCP gateway) or serial (RS-485 port), not both or neither"
+                )
+                raise ValueError(msg)
+            given = [key for key in _SERIAL_SETTINGS if key in data]
+            if "host" in data and given:
+                msg = _("a TCP gateway has no serial line settings: {keys}").format(keys=", ".join(given))
+                raise ValueError(msg)
+        return data
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        if len(value) != 12 or not value.isascii() or not value.isdigit():
+            msg = _("expected the meter's 12-digit address (digits 0-9, as printed on it), got {value!r}")
+            raise ValueError(msg.format(value=value))
+        return value
+
+    @field_validator("energy", "power")
+    @classmethod
+    def _identifier(cls, value: str | None) -> str | None:
+        if value == "":
+            return None
+        if value is None or (len(value) == 8 and set(value) <= _HEX and value.upper().startswith(("00", "0203"))):
+            return None if value is None else value.upper()
+        msg = _("expected a data identifier of 8 hex digits: an energy (00......) or an active power (0203....)")
+        raise ValueError(msg)
+
+    @property
+    def line(self) -> tuple[str, ...]:
+        raise NotImplementedError
+
+    @property
+    def where(self) -> str:
+        raise NotImplementedError
+
+
+class Dlt645Tcp(Dlt645Source):
+    kind: Literal["dlt645-tcp"] = "dlt645-tcp"
+    host: str = Field(min_length=1)
+    port: Annotated[int, Field(strict=True)] = Field(ge=1, le=65535)
+
+    @property
+    def line(self) -> tuple[str, ...]:
+        return ("tcp", self.host, str(self.port))
+
+    @property
+    def where(self) -> str:
+        return f"{self.host}:{self.port}/dtu"
+
+
+class Dlt645Serial(Dlt645Source):
+    LINE_SETTINGS: ClassVar[tuple[str, ...]] = _SERIAL_SETTINGS
+
+    kind: Literal["dlt645-serial"] = "dlt645-serial"
+    serial: str = Field(min_length=1)
+    baudrate: Annotated[int, Field(strict=True)] = Field(default=2400, gt=0)
+    parity: Literal["N", "E", "O"] = "E"
+    stopbits: Literal[1, 2] = 1
+    bytesize: Literal[7, 8] = 8
+
+    @property
+    def line(self) -> tuple[str, ...]:
+        return ("serial", self.serial)
+
+    @property
+    def where(self) -> str:
+        return f"{self.serial}@{self.baudrate}"
+
+
 class MqttSource(_Source):
     TABLE: ClassVar[str] = "mqtt"
     LABEL: ClassVar[str] = "MQTT"
@@ -177,9 +279,11 @@ class MqttSource(_Source):
         return self.topic or default_topic(prefix, township, meter_id)
 
 
-MeterSource = Annotated[ModbusTcp | ModbusRtuOverTcp | ModbusSerial | MqttSource, Field(discriminator="kind")]
-_ADAPTER: TypeAdapter[ModbusTcp | ModbusRtuOverTcp | ModbusSerial | MqttSource] = TypeAdapter(MeterSource)
-_MEMBERS: tuple[type[_Source], ...] = (ModbusTcp, ModbusRtuOverTcp, ModbusSerial, MqttSource)
+_Members = ModbusTcp | ModbusRtuOverTcp | ModbusSerial | Dlt645Tcp | Dlt645Serial | MqttSource
+MeterSource = Annotated[_Members, Field(discriminator="kind")]
+_ADAPTER: TypeAdapter[_Members] = TypeAdapter(MeterSource)
+_MEMBERS: tuple[type[_Source], ...] = (ModbusTcp, ModbusRtuOverTcp, ModbusSerial, Dlt645Tcp, Dlt645Serial, MqttSource)
+WiredSource = ModbusSource | Dlt645Source
 _TABLE_OF: dict[str, str] = {str(model.model_fields["kind"].default): model.TABLE for model in _MEMBERS}
 SOURCE_LABELS: tuple[str, ...] = tuple(dict.fromkeys(model.LABEL for model in _MEMBERS))
 
@@ -194,22 +298,30 @@ def _tag_modbus(table: Mapping[str, Any]) -> dict[str, Any]:
     return {"kind": "modbus-serial" if "serial" in table else kind, **table}
 
 
+def _tag_dlt645(table: Mapping[str, Any]) -> dict[str, Any]:
+    return {"kind": "dlt645-serial" if "serial" in table else "dlt645-tcp", **table}
+
+
 def _tag_mqtt(table: Mapping[str, Any]) -> dict[str, Any]:
     return {"kind": "mqtt", **table}
 
 
 # the tables a meter's source is written in, and how each tells its tag (`kind`) when the file gives none
-_TAGGERS: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {"modbus": _tag_modbus, "mqtt": _tag_mqtt}
+_TAGGERS: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {
+    "modbus": _tag_modbus,
+    "dlt645": _tag_dlt645,
+    "mqtt": _tag_mqtt,
+}
 
 
 def tagged(data: Any) -> Any:
-    """A meter as written (`[meters.modbus]` or `[meters.mqtt]`) made the shape `Meter` validates: its source table
-    moved to `source`, with its tag. Anything else is left for the validation to refuse."""
+    """A meter as written (`[meters.modbus]`, `[meters.dlt645]` or `[meters.mqtt]`) made the shape `Meter`
+    validates: its source table moved to `source`, with its tag. Anything else is left for the validation to refuse."""
     if not isinstance(data, Mapping) or "source" in data:
         return data
     tables = [key for key in _TAGGERS if key in data]
     if len(tables) != 1:
-        msg = _("a meter is read either over [meters.modbus] or over [meters.mqtt]: give exactly one")
+        msg = _("a meter is read over one of [meters.modbus], [meters.dlt645] or [meters.mqtt]: give exactly one")
         raise ValueError(msg)
     meter = {key: value for key, value in data.items() if key != tables[0]}
     table = data[tables[0]]

@@ -1,9 +1,12 @@
-"""Modbus acquisition: meters behind gateways, read-only, polled on the clock, faults logged once.
+"""Wired acquisition: Modbus and DL/T 645 meters behind gateways, read-only, polled on the clock, faults logged once.
 
 - Read-only by construction: `ReadOnlyLink` owns the pymodbus client and exposes one method, `read`, which
-  can only send function code 3 (read holding registers) or 4 (read input registers).
-- Meters with the same gateway (host and port, or serial port) share one link and one lock; a gateway's
-  units are read one after another, different gateways concurrently, each in its own task.
+  can only send function code 3 (read holding registers) or 4 (read input registers); a line that carries DL/T 645
+  meters is quotad's own `StreamLink` (quotad.meters.lines), which can only send DL/T 645 control codes 0x11 and
+  0x13 and Modbus RTU function codes 3 and 4.
+- Meters with the same gateway (host and port, or serial port) share one link and one lock, whatever their protocol
+  (a DTU with DL/T 645 and Modbus RTU meters on its RS-485 side is one conversation); a gateway's meters are read
+  one after another, different gateways concurrently, each in its own task.
 - Each meter is polled every `poll_s` on the clock's grid (every minute on the minute); a unit that does not
   answer costs its own timeout, then backs off (bounded) without delaying another gateway.
 - Never a false zero: a failed read, a timeout, NaN/inf or a sentinel never becomes a reading. A fault is
@@ -26,7 +29,8 @@ from pymodbus.framer import FramerType
 from quotad.core.errors import DecodeError, MeterError
 from quotad.core.policy import Meter
 from quotad.core.readings import Reading
-from quotad.core.sources import ModbusRtuOverTcp, ModbusSerial, ModbusSource, ModbusTcp
+from quotad.core.sources import Dlt645Source, ModbusRtuOverTcp, ModbusSerial, ModbusSource, ModbusTcp, WiredSource
+from quotad.meters.lines import StreamLink, read_meter
 from quotad.meters.source import Context
 from quotad.meters.templates import Block, decode_block, fields_for, plan_blocks
 from quotad.schedule.calendar import MICROS_PER_S, Micros
@@ -39,13 +43,13 @@ GatewayKey = tuple[str, ...]
 _MAX_BACKOFF_S = 300.0
 
 
-def gateway_key(source: ModbusSource) -> GatewayKey:
+def gateway_key(source: WiredSource) -> GatewayKey:
     """One owner per physical port: a serial port by its path, a TCP gateway by host and port. Its meters share
     the line's settings: the policy's cross-check refuses meters that disagree, so a port is never opened twice."""
     return source.line
 
 
-def describe(source: ModbusSource) -> str:
+def describe(source: WiredSource) -> str:
     """The gateway as the log names it: `host:port/framer`, or `port@baudrate` for a serial line."""
     return source.where
 
@@ -103,17 +107,22 @@ class ReadOnlyLink:
 @dataclass
 class _Polled:
     meter: Meter
-    unit: int
+    unit: int  # a Modbus unit; 0 for a DL/T 645 meter (its address is `dlt645.address`)
     poll_us: Micros
     blocks: list[Block]
     failures: int = 0
     faulty: bool = False
+    dlt645: Dlt645Source | None = None
+
+    @property
+    def label(self) -> str:
+        return f"address {self.dlt645.address}" if self.dlt645 is not None else f"unit {self.unit}"
 
 
 @dataclass
 class Gateway:
     key: GatewayKey
-    link: ReadOnlyLink
+    link: ReadOnlyLink | StreamLink
     name: str  # for the log: describe() of the line's settings
     meters: list[_Polled] = field(default_factory=list)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -130,16 +139,20 @@ class ModbusPoller:
         self.gateways: dict[GatewayKey, Gateway] = {}
         self.where: dict[str, str] = {}
         self._task: asyncio.Task[None] | None = None
-        for meter in meters:
-            source = meter.modbus
-            if source is None:
-                continue
+        wired = [(meter, meter.wired) for meter in meters if meter.wired is not None]
+        own = {gateway_key(source) for _meter, source in wired if isinstance(source, Dlt645Source)}
+        for meter, source in wired:
             key = gateway_key(source)
             gateway = self.gateways.get(key)
             if gateway is None:
-                gateway = self.gateways[key] = Gateway(key, ReadOnlyLink(source, source.timeout_s), describe(source))
+                gateway = self.gateways[key] = Gateway(key, _link(source, wired, key in own), describe(source))
+            poll_us = round(source.poll_s * MICROS_PER_S)
+            if isinstance(source, Dlt645Source):
+                gateway.meters.append(_Polled(meter, 0, poll_us, [], dlt645=source))
+                self.where[meter.id] = f"DL/T 645 {':'.join(source.line[1:])} address {source.address}"
+                continue
             blocks = plan_blocks(fields_for(source))
-            gateway.meters.append(_Polled(meter, source.unit, round(source.poll_s * MICROS_PER_S), blocks))
+            gateway.meters.append(_Polled(meter, source.unit, poll_us, blocks))
             self.where[meter.id] = f"Modbus {':'.join(source.line[1:])} unit {source.unit}"
 
     @classmethod
@@ -167,7 +180,7 @@ class ModbusPoller:
     def status(self) -> dict[str, Any]:
         faulty = sum(p.faulty for g in self.gateways.values() for p in g.meters)
         lines = {g.name: {"reads": g.reads, "errors": g.errors} for g in self.gateways.values()}
-        return {"kind": "modbus", "meters": len(self.where), "faulty": faulty, "lines": lines}
+        return {"kind": "wired", "meters": len(self.where), "faulty": faulty, "lines": lines}
 
     async def run(self) -> None:
         """Poll until cancelled; one task per gateway."""
@@ -207,6 +220,15 @@ class ModbusPoller:
         values: dict[str, float] = {}
         async with gateway.lock:
             sent = self.clock.now()
+            if polled.dlt645 is not None:
+                assert isinstance(gateway.link, StreamLink)
+                try:
+                    values = await read_meter(gateway.link, polled.dlt645)
+                except MeterError as exc:
+                    gateway.errors += 1
+                    self._fault(gateway, polled, polled.dlt645.energy, str(exc))
+                    return None
+                gateway.reads += 1
             for block in polled.blocks:
                 try:
                     words = await gateway.link.read(block.table, block.start, block.count, polled.unit)
@@ -222,23 +244,35 @@ class ModbusPoller:
                     values[name] = value
         t = (sent + self.clock.now()) // 2  # the counter was read between the request and the answer
         if "energy_kwh" not in values or values["energy_kwh"] < 0:
-            self._fault(gateway, polled, polled.blocks[0].start, "no usable energy counter")
+            self._fault(gateway, polled, polled.blocks[0].start if polled.blocks else "-", "no usable energy counter")
             return None
         if polled.faulty:
-            log.info("meter %s (gateway %s, unit %d) answers again", polled.meter.id, gateway.name, polled.unit)
+            log.info("meter %s (gateway %s, %s) answers again", polled.meter.id, gateway.name, polled.label)
         polled.failures, polled.faulty = 0, False
         reading = Reading(polled.meter.id, t, values["energy_kwh"], values.get("power_kw"))
         self.on_reading(reading)
         return reading
 
-    def _fault(self, gateway: Gateway, polled: _Polled, address: int, reason: str) -> None:
+    def _fault(self, gateway: Gateway, polled: _Polled, register: int | str, reason: str) -> None:
         polled.failures += 1
         if not polled.faulty:
             polled.faulty = True
+            what = "data identifier" if polled.dlt645 is not None else "address"
             log.warning(
-                "meter %s (gateway %s, unit %d, address %d): %s; no reading until it answers again",
-                polled.meter.id, gateway.name, polled.unit, address, reason,
+                "meter %s (gateway %s, %s, %s %s): %s; no reading until it answers again",
+                polled.meter.id, gateway.name, polled.label, what, register, reason,
             )  # fmt: skip
+
+
+def _link(source: WiredSource, wired: Sequence[tuple[Meter, WiredSource]], own: bool) -> ReadOnlyLink | StreamLink:
+    """The line's owner: pymodbus for a line of Modbus meters only; quotad's own stream for a line that carries
+    DL/T 645 (its Modbus meters then speak RTU on the same stream, with the Modbus meters' timeout)."""
+    if not own:
+        assert isinstance(source, ModbusSource)
+        return ReadOnlyLink(source, source.timeout_s)
+    key = gateway_key(source)
+    modbus = [s for _m, s in wired if isinstance(s, ModbusSource) and gateway_key(s) == key]
+    return StreamLink(source, modbus[0].timeout_s if modbus else source.timeout_s)
 
 
 def _next_tick(now: Micros, period: Micros) -> Micros:

@@ -1,6 +1,7 @@
 """The sources of readings, keyed by the tag of a meter's source in the policy (`quotad.core.sources`): the one table
 a new kind of source adds its line to. Kinds that share a line owner share a factory (a Modbus TCP gateway, RTU over
-TCP, a serial line: one poller owns every port), and a factory is called once, with all of its kinds' meters."""
+TCP, a serial line, a DTU with DL/T 645 meters: one poller owns every port, whatever the protocols on it), and a
+factory is called once, with all of its kinds' meters."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ REGISTRY: dict[SourceKind, Factory] = {
     "modbus-tcp": ModbusPoller.from_config,
     "modbus-rtu-tcp": ModbusPoller.from_config,
     "modbus-serial": ModbusPoller.from_config,
+    "dlt645-tcp": ModbusPoller.from_config,
+    "dlt645-serial": ModbusPoller.from_config,
     "mqtt": MqttMeters.from_config,
 }
 assert set(REGISTRY) == set(get_args(SourceKind)), "every kind of source in the policy needs its factory here"

@@ -1,4 +1,6 @@
-"""The simulated township: its Modbus gateways served by pymodbus, its MQTT meters published, on a shared clock.
+"""The simulated township: its Modbus gateways served by pymodbus, its DL/T 645 meters behind simulated DTUs
+(`quotad.meters.dtu`, which also answer the Modbus RTU meters on their port), its MQTT meters published, on a
+shared clock.
 
 Each Modbus gateway of the policy (a TCP host/port) becomes a pymodbus server on that port with one
 `SimDevice` per unit; the device's action hook writes the meter's live counter (from `TownshipModel`, at the
@@ -28,7 +30,8 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 from quotad.config.daemon import MqttSettings
 from quotad.core.feed import TownshipModel
 from quotad.core.policy import Meter, Policy
-from quotad.core.sources import ModbusRtuOverTcp, ModbusSerial, MqttSource
+from quotad.core.sources import Dlt645Serial, ModbusRtuOverTcp, ModbusSerial, MqttSource
+from quotad.meters.dtu import SimulatedDtu
 from quotad.meters.registers import encode
 from quotad.meters.templates import RegisterField, fields_for
 from quotad.schedule.calendar import MICROS_PER_S, Micros
@@ -70,6 +73,7 @@ class Simulator:
         self.policy, self.clock, self.model = policy, clock, model
         self.mqtt, self.prefix, self.silence_s = mqtt, topic_prefix, silence_s
         self.function_codes: Counter[int] = Counter()  # every request the Modbus servers received
+        self.dtus: list[SimulatedDtu] = []
         self.published = 0
         self.servers: list[ModbusTcpServer] = []
         self.ports: dict[tuple[str, int], list[Meter]] = {}
@@ -77,8 +81,8 @@ class Simulator:
             source = meter.source
             if meter.firm is None or isinstance(source, MqttSource):
                 continue
-            if isinstance(source, ModbusSerial):
-                log.warning("meter %s is on a serial line: the simulator serves Modbus TCP only", meter.id)
+            if isinstance(source, ModbusSerial | Dlt645Serial):
+                log.warning("meter %s is on a serial line: the simulator serves TCP gateways only", meter.id)
                 continue
             self.ports.setdefault((source.host, source.port), []).append(meter)
 
@@ -86,6 +90,12 @@ class Simulator:
         """Serve and publish until cancelled."""
         async with asyncio.TaskGroup() as group:
             for (host, port), meters in self.ports.items():
+                if any(m.dlt645 is not None for m in meters):
+                    dtu = SimulatedDtu(meters, self.model, self.clock.now)
+                    dtu.function_codes = self.function_codes  # one record of the Modbus requests, wherever served
+                    self.dtus.append(dtu)
+                    group.create_task(dtu.serve(host, port), name=f"simulated DTU {port}")
+                    continue
                 group.create_task(self._serve(host, port, meters), name=f"simulated gateway {port}")
             if self.mqtt is not None:
                 group.create_task(self._publish(), name="simulated MQTT meters")
@@ -108,6 +118,11 @@ class Simulator:
             await server.serve_forever()
         finally:
             await server.shutdown()  # type: ignore[no-untyped-call]
+
+    @property
+    def control_codes(self) -> Counter[int]:
+        """Every DL/T 645 control code the simulated DTUs received."""
+        return sum((dtu.control_codes for dtu in self.dtus), Counter())
 
     def _trace(self, sending: bool, pdu: ModbusPDU) -> ModbusPDU:
         if not sending:

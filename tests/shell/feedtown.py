@@ -39,7 +39,7 @@ CLOCK_START = "2010-10-21T00:00:00+08:00"
 def all_on_mqtt(directory: Path) -> Path:
     """The example policy with its Modbus meters read over MQTT instead (JSON on their default topics)."""
     text = (ROOT / "config" / "township.toml").read_text(encoding="utf-8")
-    text = re.sub(r"\[meters\.modbus\]\n(?:[a-z_]+ = [^\n]*\n)+", '[meters.mqtt]\nformat = "json"\n', text)
+    text = re.sub(r"\[meters\.(?:modbus|dlt645)\]\n(?:[a-z_]+ = [^\n]*\n)+", '[meters.mqtt]\nformat = "json"\n', text)
     text = re.sub(r"\nmax_kw = \d+", "", text)
     path = directory / "township.toml"
     path.write_text(text, encoding="utf-8")
