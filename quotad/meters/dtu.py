@@ -34,6 +34,7 @@ class SimulatedDtu:
         self.by_unit = {m.modbus.unit: m for m in meters if m.modbus is not None}
         self.control_codes: Counter[int] = Counter()
         self.function_codes: Counter[int] = Counter()
+        self.connections = 0  # TCP connections accepted: one per owner of the line
 
     async def serve(self, host: str, port: int) -> None:
         server = await asyncio.start_server(self._connection, host, port)
@@ -43,6 +44,7 @@ class SimulatedDtu:
             await server.serve_forever()
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
         buffer = b""
         try:
             while chunk := await reader.read(512):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -23,6 +24,7 @@ from quotad.meters import dlt645, rtu
 __all__ = ["StreamLink", "read_meter"]
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 _CHUNK = 512
 
 
@@ -69,6 +71,11 @@ class _Tcp:
         self.writer.close()
 
 
+class _Refused(Exception):
+    def __init__(self, error: MeterError) -> None:
+        self.error = error
+
+
 class StreamLink:
     """One DTU (host, port) or serial port, opened on first use, reopened after a fault."""
 
@@ -90,14 +97,18 @@ class StreamLink:
                     host, port = source.line[1], int(source.line[2])
                     async with asyncio.timeout(self.timeout_s):
                         self._port = _Tcp(*await asyncio.open_connection(host, port))
-            except (OSError, TimeoutError, ValueError) as exc:
+            except Exception as exc:  # pyserial also raises termios.error, no OSError: not connected either way
                 msg = f"cannot connect: {exc or type(exc).__name__}"
                 raise MeterError(msg) from None
         return self._port
 
-    async def _exchange(self, request: bytes, parse: Callable[[bytes], tuple[T | None, int]], timeout_s: float) -> T:
+    async def _exchange(
+        self, request: bytes, parse: Callable[[bytes], tuple[T | MeterError | None, int]], timeout_s: float
+    ) -> T:
         """Send `request`, then read until `parse` finds its answer in what came (it returns the answer or None, and
-        how many bytes to drop from the front). The one place bytes are written to the line."""
+        how many bytes to drop from the front). The one place bytes are written to the line. An answer that is a
+        `MeterError` (a meter's error reply, a refused reply) is raised with the line kept: the conversation is in
+        step; a timeout, a closed or garbled line closes it (a late answer must not be read as the next one's)."""
         port = await self._open()
         buffer = b""
         try:
@@ -112,10 +123,14 @@ class StreamLink:
                     while buffer:
                         answer, used = parse(buffer)
                         buffer = buffer[used:]
+                        if isinstance(answer, MeterError):
+                            raise _Refused(answer)
                         if answer is not None:
                             return answer
                         if not used:
                             break
+        except _Refused as refused:
+            raise refused.error from None
         except TimeoutError:
             self.close()
             msg = f"no answer within {timeout_s:g} s"
@@ -128,30 +143,36 @@ class StreamLink:
         """The value of identifier `di` of the DL/T 645 meter at `address` (kWh or kW)."""
         request = dlt645.read_data(address, di)
 
-        def parse(buffer: bytes) -> tuple[float | None, int]:
+        def parse(buffer: bytes) -> tuple[float | MeterError | None, int]:
             frame, used = dlt645.find_frame(buffer)
             if frame is None or (frame.control == dlt645.READ_DATA and frame.address == address):
                 return None, used  # noise, or our own request echoed by a half-duplex adapter
-            return dlt645.reply_value(frame, address, di), used
+            try:
+                return dlt645.reply_value(frame, address, di), used
+            except MeterError as exc:
+                return exc, used
 
         return await self._exchange(request, parse, timeout_s or self.timeout_s)
 
     async def read_address(self, timeout_s: float | None = None) -> str:
         """The address of the one DL/T 645 meter on the line (a broadcast read: only with one meter on it)."""
 
-        def parse(buffer: bytes) -> tuple[str | None, int]:
+        def parse(buffer: bytes) -> tuple[str | MeterError | None, int]:
             frame, used = dlt645.find_frame(buffer)
             if frame is None or frame.control == dlt645.READ_ADDRESS:
                 return None, used
-            return dlt645.reply_address(frame), used
+            try:
+                return dlt645.reply_address(frame), used
+            except MeterError as exc:
+                return exc, used
 
         return await self._exchange(dlt645.read_address(), parse, timeout_s or self.timeout_s)
 
     async def read(self, table: str, address: int, count: int, unit: int) -> list[int]:
         """Modbus RTU registers (function code 3 or 4) of `unit`, on this line: `ReadOnlyLink.read`'s contract."""
 
-        def parse(buffer: bytes) -> tuple[list[int] | None, int]:
-            return rtu.find_reply(buffer, table, count, unit)
+        def parse(buffer: bytes) -> tuple[list[int] | MeterError | None, int]:
+            return rtu.find_reply(buffer, table, count, unit)  # its MeterError closes the line: no transaction id
 
         return await self._exchange(rtu.read_request(table, address, count, unit), parse, self.timeout_s)
 
@@ -162,8 +183,12 @@ class StreamLink:
 
 
 async def read_meter(link: StreamLink, source: Dlt645Source) -> dict[str, float]:
-    """One poll of a DL/T 645 meter: its counter (kWh) and, when it has a power identifier, its power (kW)."""
+    """One poll of a DL/T 645 meter: its counter (kWh) and, when it has a power identifier and answers it, its power
+    (kW). The power is a bonus: a meter that cannot give it (an error reply, no answer) still gives its counter."""
     values = {"energy_kwh": await link.read_data(source.address, source.energy, source.timeout_s)}
     if source.power is not None:
-        values["power_kw"] = await link.read_data(source.address, source.power, source.timeout_s)
+        try:
+            values["power_kw"] = await link.read_data(source.address, source.power, source.timeout_s)
+        except MeterError as exc:
+            log.debug("meter at %s: no power (%s)", source.address, exc)
     return values
