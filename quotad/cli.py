@@ -15,6 +15,7 @@ from pathlib import Path
 from quotad import __version__
 from quotad.commands.inspect import add_inspections_parser
 from quotad.commands.notify import add_notify_parser
+from quotad.commands.probe import add_probe_parser
 from quotad.commands.register import add_order_parsers, add_talks_parser, alerts_since, orders, run_order, talks
 from quotad.commands.replay import replay
 from quotad.commands.report import add_report_parser
@@ -96,6 +97,7 @@ def _parser() -> argparse.ArgumentParser:
     with_config("status", _("today's schedule, the township against its cap, each firm, the standing orders"))
     add_user_parser(sub, _config_option)
     add_notify_parser(sub, _config_option)
+    add_probe_parser(sub)
     p = sub.add_parser("demo", help=_("the example township enforced live, for a first look"))
     p.add_argument("--speed", type=float, default=720.0, help=_("simulated seconds per real second (default 720)"))
     p.add_argument("--days", type=int, default=2, help=_("simulated days to run (default 2)"))
@@ -119,6 +121,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from quotad.commands.demo import demo
 
             return demo(args.speed, args.days)
+        if args.command == "probe":  # no configuration: the meter is on the command line
+            from quotad.commands.probe import probe
+
+            return probe(args, sys.stdout)
         if args.command == "user":
             from quotad.commands.users import main as user_main
 

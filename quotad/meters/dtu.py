@@ -115,14 +115,21 @@ class SimulatedDtu:
             return b""
         if function not in (3, 4):
             log.warning("refused function code %d sent to simulated meter %s", function, meter.id)
-            return bytes([unit, function | 0x80, 1]) + rtu.crc16(bytes([unit, function | 0x80, 1]))
+            return _exception(unit, function, 1)  # illegal function
         t = self.now()
         values = {"energy_kwh": self.model.counter(meter.id, t), "power_kw": self.model.power_kw(meter.id, t)}
-        words = [0] * count
+        words, served = [0] * count, False
         for name, field in fields_for(meter.modbus).items():
             scaled = values[name] * (1000.0 if field.unit in ("Wh", "W") else 1.0)
             encoded = encode(scaled, field.type, field.word_order, field.scale)
             offset = field.address - address
             if offset >= 0 and offset + len(encoded) <= count:
                 words[offset : offset + len(encoded)] = encoded
-        return rtu.registers_reply(unit, function, words)
+                served = True
+        return rtu.registers_reply(unit, function, words) if served else _exception(unit, function, 2)
+
+
+def _exception(unit: int, function: int, code: int) -> bytes:
+    """A Modbus exception reply: 1 illegal function, 2 illegal data address (no register of the meter's there)."""
+    body = bytes([unit, function | 0x80, code])
+    return body + rtu.crc16(body)
