@@ -110,7 +110,8 @@ async def _dlt645(source: Dlt645Source, ask_address: bool, out: TextIO) -> None:
             address = await link.read_address() if ask_address else source.address
         except MeterError as exc:
             hint = _("a broadcast read of the address needs exactly one meter on the line: give --address")
-            raise MeterError(f"{exc} ({hint})") from None
+            msg = f"{exc} ({hint})"
+            raise MeterError(msg) from None
         if ask_address:
             print(_("  address: {address} (the one meter on the line answered the broadcast)").format(address=address),
                   file=out)  # fmt: skip
