@@ -54,11 +54,8 @@ def _table(args: argparse.Namespace) -> dict[str, Any]:
     if args.host is not None and args.port is None:
         raise UsageError(_("--host needs --port"))
     table: dict[str, Any] = {"timeout_s": args.timeout}
-    if args.host is not None:
-        table |= {"host": args.host, "port": args.port}
-    else:
-        table |= {"serial": args.serial}
-        table |= {k: v for k, v in (("baudrate", args.baudrate), ("parity", args.parity)) if v is not None}
+    table |= {"host": args.host, "port": args.port} if args.host is not None else {"serial": args.serial}
+    table |= {k: v for k, v in (("baudrate", args.baudrate), ("parity", args.parity)) if v is not None}
     if args.probe_kind == "modbus":
         table |= {"unit": args.unit, "template": args.template}
         if args.framer is not None:
