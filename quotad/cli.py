@@ -237,7 +237,8 @@ def _counts(loaded: Loaded) -> str:
     kinds = Counter(f.kind for f in policy.firms)
     read_over = Counter(type(m.source).LABEL for m in policy.meters)
     # TRANSLATORS: one kind of source in the `ok` line: "16 Modbus"; they are joined by the message ", "
-    sources = _(", ").join(_("{count} {kind}").format(count=read_over[label], kind=label) for label in SOURCE_LABELS)
+    labels = [label for label in SOURCE_LABELS if read_over[label]] or SOURCE_LABELS  # the kinds it has, if any
+    sources = _(", ").join(_("{count} {kind}").format(count=read_over[label], kind=label) for label in labels)
     files = f"{loaded.daemon_path} + {loaded.policy_path}" if loaded.daemon_path else str(loaded.policy_path)
     # TRANSLATORS: keep "{files}: " as it is: a problem's line starts the same way
     message = _(

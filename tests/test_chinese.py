@@ -126,7 +126,7 @@ def test_the_summary_of_the_example_in_chinese() -> None:
     summary, *figures = result.stdout.splitlines()
     assert summary == (
         f"{CONFIG / 'quotad.toml'} + {CONFIG / 'township.toml'}: 检查通过：1 个乡镇（xx-town），大型企业 8 家，"
-        "一般企业 12 家，作坊 6 家，电表 26 块（Modbus 12 块，MQTT 14 块）；管控期 2010-10-01..2010-12-31"
+        "一般企业 12 家，作坊 6 家，电表 26 块（Modbus 12 块，DL/T 645 6 块，MQTT 8 块）；管控期 2010-10-01..2010-12-31"
     )
     assert figures[:4] == [
         "  日上限 2010-10-19..2010-11-10（首期）：54,611 kWh",

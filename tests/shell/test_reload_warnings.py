@@ -31,7 +31,7 @@ def test_start_and_reload_take_a_policy_with_warnings_and_log_them(
         assert started[0].startswith(f"warning: {policy}:19: township.feeder_meters: empty: ")
         # as check-config says it: the daemon file has no [mqtt], so the policy's MQTT meters are not read
         assert started[1].startswith(f"warning: {policy}:")
-        assert started[1].endswith("14 MQTT meter(s) but the daemon file has no [mqtt] section: they are not read")
+        assert started[1].endswith("8 MQTT meter(s) but the daemon file has no [mqtt] section: they are not read")
         caplog.clear()
 
         policy.write_text(shipped.replace("daily_limit_kwh = 4200", "daily_limit_kwh = 0.42"), encoding="utf-8")
