@@ -224,15 +224,18 @@ def decode_value(di: str, raw: bytes) -> float:
     if len(raw) != size:
         msg = f"{len(raw)} value bytes for {di}, expected {size}"
         raise DecodeError(msg)
-    digits = bytearray(raw[::-1])
-    negative = signed and bool(digits[0] & 0x80)
-    digits[0] &= 0x7F if signed else 0xFF
-    text = digits.hex()
+    text = raw[::-1].hex()
+    negative = signed and text[0] >= "8"  # the sign bit: the top digit 8 or more
+    if negative:
+        text = f"{int(text[0], 16) - 8}{text[1:]}"
     if not text.isdigit():
         msg = f"not BCD: {raw[::-1].hex().upper()}"
         raise DecodeError(msg)
-    value = int(text) / float(10**decimals)
+    value = int(text) / _SCALE[decimals]
     return -value if negative else value
+
+
+_SCALE = [float(10**n) for n in range(9)]
 
 
 def encode_value(di: str, value: float) -> bytes:
