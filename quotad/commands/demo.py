@@ -26,6 +26,7 @@ import time
 import tomllib
 import urllib.parse
 import urllib.request
+from collections import Counter
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -38,6 +39,7 @@ from quotad.config.load import load
 from quotad.config.users import add_user
 from quotad.core.errors import QuotadError
 from quotad.core.orders import STATE_NAMES
+from quotad.core.sources import SOURCE_LABELS
 from quotad.shell.mqtt import Driver, mqtt_client
 
 __all__ = ["demo"]
@@ -341,6 +343,7 @@ class Demo:
         self.out.write(
             f"\nStopped. Everything is in {self.dir} (logs *.log, state/quotad.db; InfluxDB data influx/).\n"
             f"InfluxDB held: {json.dumps(rows, ensure_ascii=False)[:200]}\n"
+            f"Meters that reported, by kind (InfluxDB meter_reading): {self._meters_read()}\n"
             f"To look again:  influxd -config {self.dir}/influxdb.conf &\n"
             f"                curl -sG http://127.0.0.1:{self.influx_port}/query --data-urlencode db=quotad "
             "--data-urlencode 'q=SELECT rule, firm, severity, message FROM quota_alert'\n"
@@ -350,6 +353,18 @@ class Demo:
             f"The register:  quotad orders --all -c {self.dir}/quotad.toml;  "
             f"quotad inspections list -c {self.dir}/quotad.toml\n"
         )
+
+    def _meters_read(self) -> str:
+        """Of each kind of meter (Modbus, DL/T 645, MQTT), how many have readings in InfluxDB: `Modbus 12/12, ...`."""
+        try:
+            rows: Any = self._influx_query("SELECT count(energy_kwh) FROM meter_reading GROUP BY meter")
+            read = {serie["tags"]["meter"] for serie in rows["results"][0].get("series", [])}
+        except (OSError, KeyError, IndexError, TypeError):
+            return "(InfluxDB did not answer)"
+        meters = load(self.dir / "township.toml").policy.meters
+        kinds = Counter(type(m.source).LABEL for m in meters)
+        got = Counter(type(m.source).LABEL for m in meters if m.id in read)
+        return ", ".join(f"{label} {got[label]}/{kinds[label]}" for label in SOURCE_LABELS if kinds[label])
 
 
 def demo(speed: float = 720.0, days: int = 2, out: TextIO = sys.stdout) -> int:

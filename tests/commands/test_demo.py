@@ -36,6 +36,8 @@ def test_demo_runs_two_days_and_stops_everything() -> None:
     # 10-21 is the mill's day to run, but its supply is cut: it draws its lights only, no breach of its order
     assert "荣生公司造纸厂 在停电令期间" not in out
     assert "Stopped. Everything is in" in out
+    # every meter of the three kinds was read: Modbus gateways, DL/T 645 behind DTUs (one shared with Modbus RTU), MQTT
+    assert "Meters that reported, by kind (InfluxDB meter_reading): Modbus 12/12, DL/T 645 6/6, MQTT 8/8" in out
     directory = re.search(r"Everything is in (\S+) ", out)
     assert directory is not None
     running = subprocess.run(["pgrep", "-af", directory[1]], capture_output=True, text=True, check=False).stdout
