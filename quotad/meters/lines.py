@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Coroutine
+from functools import lru_cache
 from typing import Any, TypeVar
 
 from quotad.core.errors import MeterError
@@ -126,7 +127,7 @@ class StreamLink:
                 if not chunk:
                     msg = "the line closed"
                     raise MeterError(msg)
-                buffer += chunk
+                buffer = buffer + chunk if buffer else chunk
                 while buffer:
                     answer, used = parse(buffer)
                     buffer = buffer[used:]
@@ -160,19 +161,7 @@ class StreamLink:
     def read_data(self, address: str, di: str, timeout_s: float | None = None) -> Coroutine[Any, Any, float]:
         """The value of identifier `di` of the DL/T 645 meter at `address` (kWh or kW), to await (a plain function
         returning the exchange: one coroutine less per request)."""
-        request = dlt645.read_data(address, di)
-
-        def parse(buffer: bytes) -> tuple[float | MeterError | None, int]:
-            if (quick := dlt645.quick_value(buffer, address, di)) is not None:
-                return quick
-            frame, used = dlt645.find_frame(buffer)
-            if frame is None or (frame.control == dlt645.READ_DATA and frame.address == address):
-                return None, used  # noise, or our own request echoed by a half-duplex adapter
-            try:
-                return dlt645.reply_value(frame, address, di), used
-            except MeterError as exc:
-                return exc, used
-
+        request, parse = _data_plan(address, di)
         return self._exchange(request, parse, timeout_s or self.timeout_s)
 
     async def read_address(self, timeout_s: float | None = None) -> str:
@@ -204,6 +193,24 @@ class StreamLink:
         if self._port is not None:
             self._port.close()
             self._port = None
+
+
+@lru_cache(maxsize=4096)  # a poller asks the same few things again and again: its request and parser made once
+def _data_plan(address: str, di: str) -> tuple[bytes, Callable[[bytes], tuple[float | MeterError | None, int]]]:
+    """The request for `di` of the meter at `address`, and the parser of what comes back."""
+
+    def parse(buffer: bytes) -> tuple[float | MeterError | None, int]:
+        if (quick := dlt645.quick_value(buffer, address, di)) is not None:
+            return quick
+        frame, used = dlt645.find_frame(buffer)
+        if frame is None or (frame.control == dlt645.READ_DATA and frame.address == address):
+            return None, used  # noise, or our own request echoed by a half-duplex adapter
+        try:
+            return dlt645.reply_value(frame, address, di), used
+        except MeterError as exc:
+            return exc, used
+
+    return dlt645.read_data(address, di), parse
 
 
 async def read_meter(link: StreamLink, source: Dlt645Source) -> dict[str, float]:

@@ -96,6 +96,7 @@ def frame_of(raw: bytes) -> dlt645.Frame:
 
 def test_golden_energy_reply() -> None:
     assert reply_value(frame_of(ENERGY_REPLY), ADDRESS, ENERGY_TOTAL) == 12345.67
+    assert dlt645.quick_value(ENERGY_REPLY, ADDRESS, ENERGY_TOTAL) == (12345.67, len(ENERGY_REPLY))
     assert reply(ADDRESS, 0x11, h("00000100") + encode_value(ENERGY_TOTAL, 12345.67)) == ENERGY_REPLY
 
 
@@ -193,7 +194,16 @@ def test_a_power_past_the_format_is_not_encoded() -> None:
 
 
 def _reading(raw: bytes) -> float | None:
-    """What quotad makes of `raw` as the answer to its energy request: a value, or None (no frame, or refused)."""
+    """What quotad makes of `raw` as the answer to its energy request: a value, or None (no frame, or refused). The
+    fast path (`quick_value`) and the general one (`find_frame`, `reply_value`) must agree on every input."""
+    quick = dlt645.quick_value(raw, ADDRESS, ENERGY_TOTAL)
+    general = _general(raw)
+    if quick is not None:
+        assert quick[0] == general
+    return general if quick is None else quick[0]
+
+
+def _general(raw: bytes) -> float | None:
     frame, _used = find_frame(raw)
     if frame is None:
         return None
