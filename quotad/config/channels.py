@@ -4,7 +4,8 @@ A channel's kind picks its model (a discriminated union on `kind`, as the meters
 never in the file: `url_file` holds the robot's or the webhook's URL (the URL carries the robot's key),
 `secret_file` the signing secret, `password_file` the SMTP password. `channel_findings` checks what a model cannot
 see (the files are readable, the URL in them is http(s), names are unique); `reference_findings` checks the policy's
-references to channels (a firm's contacts, `[reports] to`) against the names. Both run in the one loader.
+references to channels (a firm's contacts, `[reports] to`, `[residents] channels`, `[enforcement] supply_station`)
+against the names. Both run in the one loader.
 """
 
 from __future__ import annotations
@@ -147,8 +148,9 @@ def _url_problems(file: Path) -> list[str]:
 
 
 def reference_findings(raw: Mapping[str, Any], names: set[str]) -> list[Finding]:
-    """Each channel a firm's contact or `[reports] to` names exists among `names` (the daemon file's channels);
-    read from the policy document as written, so that a firm failing on another key still has its contacts checked."""
+    """Each channel a firm's contact, `[reports] to`, `[residents] channels` or `[enforcement] supply_station` names
+    exists among `names` (the daemon file's channels); read from the policy document as written, so that a firm
+    failing on another key still has its contacts checked."""
     known = ", ".join(sorted(names)) or _("none")
     message = _("unknown channel {name!r} (the daemon file's channels: {known})")
     found: list[Finding] = []
@@ -159,9 +161,14 @@ def reference_findings(raw: Mapping[str, Any], names: set[str]) -> list[Finding]
             name = contact.get("channel") if isinstance(contact, dict) else None
             if isinstance(name, str) and name not in names:
                 found.append((("firms", i, "contacts", j, "channel"), message.format(name=name, known=known)))
-    reports = raw.get("reports")
-    targets = reports.get("to") if isinstance(reports, dict) else None
-    for k, name in enumerate(targets if isinstance(targets, list) else []):
-        if isinstance(name, str) and name not in names:
-            found.append((("reports", "to", k), message.format(name=name, known=known)))
+    for table, key in (("reports", "to"), ("residents", "channels")):
+        section = raw.get(table)
+        targets = section.get(key) if isinstance(section, dict) else None
+        for k, name in enumerate(targets if isinstance(targets, list) else []):
+            if isinstance(name, str) and name not in names:
+                found.append(((table, key, k), message.format(name=name, known=known)))
+    enforcement = raw.get("enforcement")
+    station = enforcement.get("supply_station") if isinstance(enforcement, dict) else None
+    if isinstance(station, str) and station not in names:
+        found.append((("enforcement", "supply_station"), message.format(name=station, known=known)))
     return found
