@@ -29,13 +29,14 @@ __all__ = [
     "firm_status_topic",
     "off_text",
     "residents_notice",
+    "residents_text",
     "rota_notice",
     "status_messages",
     "systemd_status",
     "township_status_messages",
 ]
 
-_WEEKDAYS_ZH = "一二三四五六日"
+_WEEKDAYS_ZH = "一二三四五六日"  # 周一 .. 周日
 
 
 def _json(body: dict[str, Any]) -> str:
@@ -197,7 +198,12 @@ def off_text(policy: Policy, schedule: DaySchedule) -> str:
 
 def residents_notice(engine: Engine, prefix: str, day: dt.date, hours: str, when: str) -> Message:
     """The residents' energy-shortage experience day, announced the day before (`when` = 'eve') and that morning."""
-    lead = "明日" if when == "eve" else "今日"
-    text = f"{lead}（{day}，周{_WEEKDAYS_ZH[day.weekday()]}）{hours} 为能源紧缺体验日，请居民节约用电、合理安排"
+    text = residents_text(day, hours, when)
     body = {"kind": "residents", "day": day.isoformat(), "hours": hours, "message": text}
     return Message(topic(prefix, engine.policy.township.id, "notices"), _json(body))
+
+
+def residents_text(day: dt.date, hours: str, when: str) -> str:
+    """The words of the residents' experience-day announcement (on MQTT and on the residents' channels)."""
+    lead = "明日" if when == "eve" else "今日"
+    return f"{lead}（{day}，周{_WEEKDAYS_ZH[day.weekday()]}）{hours} 为能源紧缺体验日，请居民节约用电、合理安排"
