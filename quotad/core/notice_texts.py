@@ -161,9 +161,10 @@ def allowance(engine: Engine, firm: Firm, t: Micros) -> Allowance:
     return Allowance(day, used, limit, month, quota)
 
 
-def _left(what: str, limit: float, used: float) -> str:
+def _left(what: str, when: str, limit: float, used: float) -> str:
+    """'日限额 4200 kWh，今日已用 3800.5，余 399.5' (or '超 12.0' past it)."""
     rest = f"余 {_kwh(limit - used)}" if used <= limit else f"超 {_kwh(used - limit)}"
-    return f"{what} {limit_text(limit)} kWh，已用 {_kwh(used)}，{rest} kWh"
+    return f"{what} {limit_text(limit)} kWh，{when}已用 {_kwh(used)}，{rest}"
 
 
 def _tomorrow(engine: Engine, firm: Firm, tomorrow: dt.date) -> str:
@@ -172,13 +173,13 @@ def _tomorrow(engine: Engine, firm: Firm, tomorrow: dt.date) -> str:
     order = engine.orders.get(firm.id)
     if firm.id in engine.cut_off(tomorrow) and order is not None:
         if order.state == "pending":
-            return f"停电令待核实（至 {order.until}），不得生产"
-        return f"一停到底，停止供电至 {order.until}"
+            return "停电令待核实，不得生产"
+        return f"一停到底，停电至 {order.until}"
     standby = limit_text(_standby(engine, firm))
     if plan.group_off(firm, tomorrow):
-        return f"错时供电本组停电，仅限保安用电 {standby} kWh"
+        return f"错时供电本组停电，限保安用电 {standby} kWh"
     if plan.rest_day(firm, tomorrow):
-        return f"申报休息日，仅限保安用电 {standby} kWh"
+        return f"申报休息日，限保安用电 {standby} kWh"
     if firm.rota_exempt and firm.group in plan.off_groups(tomorrow):
         return "本组停电，本企业免轮停照常生产"
     return "照常生产" if tomorrow in plan.control else "照常生产（不在调控期内）"
@@ -188,10 +189,11 @@ def rota_text(engine: Engine, firm: Firm, tomorrow: dt.date, t: Micros) -> str:
     """`firm`'s own notice of `tomorrow`: does it run, and its allowance left today and this month at `t`."""
     figures = allowance(engine, firm, t)
     parts = [f"{firm.name}：{day_text(tomorrow)}{_tomorrow(engine, firm, tomorrow)}。"]
+    left = []
     if figures.day_limit_kwh is not None:
-        parts.append(_left("今日日限额", figures.day_limit_kwh, figures.day_used_kwh) + "。")
+        left.append(_left("日限额", "今日", figures.day_limit_kwh, figures.day_used_kwh))
     if figures.month_quota_kwh is not None and figures.month_used_kwh is not None:
-        parts.append(_left("本月月度配额", figures.month_quota_kwh, figures.month_used_kwh) + "。")
-    if figures.day_limit_kwh is None and figures.month_quota_kwh is None:
-        parts.append(f"今日已用 {_kwh(figures.day_used_kwh)} kWh。")
-    return "".join(parts)
+        left.append(_left("月度配额", "本月", figures.month_quota_kwh, figures.month_used_kwh))
+    if not left:
+        left.append(f"今日已用 {_kwh(figures.day_used_kwh)} kWh")
+    return "".join(parts) + "；".join(left) + "。"
