@@ -32,7 +32,7 @@ __all__ = [
 ]
 
 ROTA_MAX: Final = 120  # characters: a phone's lock screen
-NAME_MAX: Final = 12  # a firm's name up to this long keeps the rota notice within ROTA_MAX
+NAME_MAX: Final = 10  # a firm's name up to this long keeps the rota notice within ROTA_MAX
 _WEEKDAYS_ZH: Final = "一二三四五六日"
 _METERS_SHOWN: Final = 3  # meters named in a cutoff notice's evidence (the rest counted)
 # what a rule's limit is called (a day the firm must be off leaves it only its standby, 保安用电)
@@ -177,9 +177,9 @@ def _tomorrow(engine: Engine, firm: Firm, tomorrow: dt.date) -> str:
         return f"一停到底，停电至 {order.until}"
     standby = limit_text(_standby(engine, firm))
     if plan.group_off(firm, tomorrow):
-        return f"错时供电本组停电，限保安用电 {standby} kWh"
+        return f"错时供电停电，保安用电限 {standby} kWh"
     if plan.rest_day(firm, tomorrow):
-        return f"申报休息日，限保安用电 {standby} kWh"
+        return f"申报休息日，保安用电限 {standby} kWh"
     if firm.rota_exempt and firm.group in plan.off_groups(tomorrow):
         return "本组停电，本企业免轮停照常生产"
     return "照常生产" if tomorrow in plan.control else "照常生产（不在调控期内）"

@@ -11,7 +11,7 @@ import tomllib
 from collections.abc import Sequence
 from dataclasses import replace
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from quotad.core.alerts import Alert
@@ -256,7 +256,7 @@ def test_each_firm_with_channels_hears_whether_it_runs_tomorrow() -> None:
     texts = {n.firm: n.text for n in notices}
     assert {n.title for n in notices if n.firm == "p"} == {"明日供电安排 · 纸厂"}
     assert texts["p"].startswith("纸厂：10月23日（周六）一停到底，停电至 2010-12-31。")
-    assert "申报休息日，限保安用电 5 kWh" in texts["w"]
+    assert "申报休息日，保安用电限 5 kWh" in texts["w"]
     assert texts["g"].startswith("一般：10月23日（周六）照常生产。")
     assert texts["x"].startswith("盛达：10月23日（周六）本组停电，本企业免轮停照常生产。")  # rota-exempt
     x_runs = rota_notices(engine, dt.date(2010, 10, 24), t)
@@ -264,7 +264,7 @@ def test_each_firm_with_channels_hears_whether_it_runs_tomorrow() -> None:
     assert x_runs[1].title == "10月24日（周日）供电安排 · 盛达"  # not the day after t: its date
     s_policy = township(contacts={"s": ["s-wecom"]})
     (s_off,) = rota_notices(Engine(s_policy), dt.date(2010, 10, 23), t)
-    assert s_off.text.startswith("七厂：10月23日（周六）错时供电本组停电，限保安用电 50 kWh。")
+    assert s_off.text.startswith("七厂：10月23日（周六）错时供电停电，保安用电限 50 kWh。")
     (s_runs,) = rota_notices(Engine(s_policy), dt.date(2010, 10, 24), t)
     assert "照常生产" in s_runs.text
 
@@ -277,25 +277,27 @@ def test_a_pending_firm_hears_it_may_not_run() -> None:
     assert "超 0.5" in notice.text
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=100, deadline=None)
+@example(name="一" * NAME_MAX, used=99999.9, limit="12345.6", tomorrow=dt.date(2010, 10, 22), pending=False)
+@example(name="一" * NAME_MAX, used=12345.5, limit="12345.6", tomorrow=dt.date(2010, 10, 22), pending=False)
 @given(
     name=st.text(alphabet="造纸厂机电公司有限一般企业加工点荣生盛达", min_size=1, max_size=NAME_MAX),
     used=st.floats(min_value=0, max_value=99999.9),
     limit=st.sampled_from(["4200", "12345.6", "99999"]),
-    tomorrow=st.dates(min_value=dt.date(2010, 10, 20), max_value=dt.date(2010, 10, 31)),
+    tomorrow=st.dates(min_value=dt.date(2010, 10, 22), max_value=dt.date(2010, 10, 31)),
     pending=st.booleans(),
 )
 def test_a_rota_notice_fits_a_lock_screen(name: str, used: float, limit: str, tomorrow: dt.date, pending: bool) -> None:
     """The longest: a general firm with a daily limit and a monthly quota, in a group, under an order."""
     extra = (f'\n[[firms]]\nid = "long"\nname = "{name}"\nkind = "general"\ngroup = "paper"\n'
-             f'daily_limit_kwh = {limit}\nmonthly_quota_kwh = {limit}0\n')  # fmt: skip
+             f'daily_limit_kwh = {limit}\nmonthly_quota_kwh = 99999.9\n')  # fmt: skip
     text = policy_text(firms_extra=extra, meters=("long",)).replace(
         'id = "long"\n', 'id = "long"\ncontacts = [{ name = "王", channel = "c" }]\n'
     )
     policy = Policy.model_validate(tomllib.loads(text + "\n[enforcement]\nconfirm = 'inspector'\n" * pending))
     engine = Engine(policy)
-    feed(engine, [r("long-m", "2010-10-20 00:00", 0), r("long-m", "2010-10-20 10:00", used)])
-    (notice,) = rota_notices(engine, tomorrow, at("2010-10-20 20:00"))
+    feed(engine, [r("long-m", "2010-10-21 00:00", 0), r("long-m", "2010-10-21 10:00", used)])  # the group runs
+    (notice,) = rota_notices(engine, tomorrow, at("2010-10-21 20:00"))
     assert len(notice.text) <= ROTA_MAX, notice.text
     assert notice.text.startswith(f"{name}：")
 
