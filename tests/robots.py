@@ -9,7 +9,10 @@
 - a webhook receiver: POST /hook, JSON, `X-Quotad-Signature: sha256=<hex HMAC of the body>` verified (401 if wrong).
 
 `mode` makes it answer as a service in trouble: "ok", "rate" (each robot's rate-limit reply; 429 on the hook),
-"5xx" (503). Every request received is kept in `received`, with whether it was accepted.
+"5xx" (503). Every request received is kept in `received`, with whether it was accepted. The webhook receiver keeps
+the `Idempotency-Key`s it accepted, as the contract asks of a receiver: a key seen before is answered 200 again and
+marked `repeat` (acted on once). `hold(after=N)` makes the requests after the Nth wait for their answer (received,
+acted on, not yet answered: a sender killed meanwhile never learns that they arrived) until `release()`.
 
 `SmtpServer`: aiosmtpd on a free loopback port, keeping each message; `refuse` makes RCPT answer 550.
 """
@@ -50,6 +53,7 @@ class Received:
     headers: dict[str, str]
     body: bytes
     accepted: bool
+    repeat: bool = False
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -59,6 +63,10 @@ class Received:
 class _State:
     mode: str = "ok"
     received: list[Received] = field(default_factory=list)
+    keys: set[str] = field(default_factory=set)
+    answer: threading.Event = field(default_factory=threading.Event)
+    holding: threading.Event = field(default_factory=threading.Event)
+    hold_after: int | None = None
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -74,7 +82,15 @@ class _Handler(BaseHTTPRequestHandler):
         status, answer = self._answer(url.path, query, body)
         accepted = status == 200 and answer.get("errcode", 0) == 0
         headers = {k.lower(): v for k, v in self.headers.items()}
-        self.server.state.received.append(Received(url.path, query, headers, body, accepted))
+        state = self.server.state
+        key = headers.get("idempotency-key")
+        repeat = accepted and key is not None and key in state.keys
+        if accepted and key is not None:
+            state.keys.add(key)
+        state.received.append(Received(url.path, query, headers, body, accepted, repeat))
+        if state.hold_after is not None and len(state.received) > state.hold_after and not state.answer.is_set():
+            state.holding.set()
+            state.answer.wait(30)
         raw = json.dumps(answer).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -159,6 +175,18 @@ class RobotServer:
     def set_mode(self, mode: str) -> None:
         self._server.state.mode = mode
 
+    def hold(self, after: int = 0) -> threading.Event:
+        """Requests after the first `after` received are received but not answered until `release()`; the event is
+        set once one is waiting."""
+        state = self._server.state
+        state.holding.clear()
+        state.answer.clear()
+        state.hold_after = after
+        return state.holding
+
+    def release(self) -> None:
+        self._server.state.answer.set()
+
     def url(self, kind: str, key: str | None = None) -> str:
         base = f"http://127.0.0.1:{self.port}"
         if kind == "wecom":
@@ -172,6 +200,7 @@ class RobotServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.release()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)

@@ -48,6 +48,7 @@ class WecomChannel(_Channel):
 
     kind: Literal["wecom"]
     url_file: Path
+    per_minute: int = Field(default=20, ge=1, le=1000)  # the robot takes 20 messages a minute
 
 
 class DingtalkChannel(_Channel):
@@ -56,6 +57,7 @@ class DingtalkChannel(_Channel):
     kind: Literal["dingtalk"]
     url_file: Path
     secret_file: Path
+    per_minute: int = Field(default=20, ge=1, le=1000)  # the robot takes 20 messages a minute
 
 
 class WebhookChannel(_Channel):
@@ -64,6 +66,7 @@ class WebhookChannel(_Channel):
     kind: Literal["webhook"]
     url_file: Path
     secret_file: Path | None = None
+    per_minute: int = Field(default=60, ge=1, le=6000)
 
 
 class EmailChannel(_Channel):
@@ -79,6 +82,7 @@ class EmailChannel(_Channel):
     sender: str = Field(alias="from", min_length=3, pattern=r"^[^@\s]+@[^@\s]+$")
     to: tuple[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")], ...] = Field(min_length=1)
     starttls: bool = True
+    per_minute: int = Field(default=30, ge=1, le=1000)
 
 
 Channel = Annotated[WecomChannel | DingtalkChannel | WebhookChannel | EmailChannel, Field(discriminator="kind")]

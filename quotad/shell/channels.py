@@ -14,6 +14,7 @@ import hmac
 import json
 import logging
 import mimetypes
+import re
 import smtplib
 import ssl
 import time
@@ -34,7 +35,9 @@ log = logging.getLogger(__name__)
 
 # The robots' answers that mean "too many, later": 企业微信 45009 (API freq out of limit), 钉钉 130101 (send too fast).
 RATE_LIMITED = {"wecom": {45009}, "dingtalk": {130101}}
+BUSY = -1  # both robots' "系统繁忙" (system busy): later
 TIMEOUT_S = 15.0
+_NOT_ATEXT = r"[^A-Za-z0-9.!#$%&*+/=?^_`{|}~-]"  # what a Message-ID's left part may not hold
 
 
 @dataclass(frozen=True)
@@ -142,7 +145,7 @@ def _robot(kind: str, url: str, body: bytes, timeout: float) -> Outcome:
         return Outcome(False, True, str(status), raw.decode("utf-8", errors="replace")[:500])
     if errcode == 0:
         return Outcome(True, False, "0", errmsg)
-    return Outcome(False, errcode in RATE_LIMITED[kind], str(errcode), errmsg)
+    return Outcome(False, errcode in RATE_LIMITED[kind] or errcode == BUSY, str(errcode), errmsg)
 
 
 def webhook_body(message: Message) -> bytes:
@@ -169,7 +172,9 @@ def _email(channel: EmailChannel, message: Message) -> EmailMessage:
     mail["To"] = ", ".join(channel.to)
     mail["Subject"] = message.title or message.text.splitlines()[0][:60]
     domain = channel.sender.rpartition("@")[2]
-    mail["Message-ID"] = f"<{message.id}@{domain}>"
+    mail["Message-ID"] = (
+        f"<{re.sub(r'[^A-Za-z0-9.!#$%&*+/=?^_`{|}~-]', '.', message.id)}@{domain}>"  # its id, as an atom
+    )
     mail.set_content(message.text)
     for item in message.attachments:
         mime = item.mime or mimetypes.guess_type(item.filename)[0] or "application/octet-stream"

@@ -17,7 +17,6 @@ import json
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Any
 
 from quotad.core.alerts import Alert, Order
@@ -25,7 +24,6 @@ from quotad.core.enforcement import counts
 from quotad.core.engine import Engine
 from quotad.core.errors import ReadingError, StoreError
 from quotad.core.inspections import inspection_list, list_payload
-from quotad.core.orders import Change
 from quotad.core.outputs import (
     EnergyPoints,
     Message,
@@ -44,7 +42,7 @@ from quotad.schedule.calendar import to_micros
 from quotad.shell import actions, snapshots
 from quotad.shell.store import TELEMETRY, Store
 
-__all__ = ["Journal", "order_from_json", "order_to_json", "policy_fingerprint", "recorded_orders"]
+__all__ = ["Journal", "order_from_json", "order_to_json", "policy_fingerprint"]
 
 log = logging.getLogger(__name__)
 SNAPSHOT_EVERY = 20_000  # events between snapshots
@@ -74,33 +72,6 @@ def _reading_body(reading: Reading, alerts: Sequence[Alert], orders: Sequence[Or
 def _json_text(meter: str) -> str:
     """A meter's id as JSON (a few thousand ids, each written with every reading of its meter: made once each)."""
     return json.dumps(meter, ensure_ascii=False)
-
-
-def recorded_orders(store: Store) -> dict[str, Order]:
-    """Each firm's latest order as the journal records it (lifted and dismissed ones included), without rebuilding
-    the engine: what `schedule` and `orders` read beside a running daemon."""
-    return {order.firm: order for order in order_history(store)}
-
-
-def order_history(store: Store) -> list[Order]:
-    """Every order the journal records, as each change left it, in the order of the changes (the register)."""
-    history: list[Order] = []
-    latest: dict[str, Order] = {}
-    for event in store.order_events():
-        if event.kind == "reading":
-            made = [order_from_json(data) for data in event.body["orders"]]
-        elif event.kind == "lift":  # journaled by a quotad before orders had states
-            standing = latest.get(event.body["firm"])
-            if standing is None or not standing.open:
-                continue
-            change = Change("lifted", event.body["at"], event.body["by"], event.body["reason"])
-            made = [replace(standing, state="lifted", history=(*standing.history, change))]
-        else:
-            made = [order_from_json(event.body["order"])] if event.body.get("order") else []
-        for order in made:
-            latest[order.firm] = order
-            history.append(order)
-    return history
 
 
 class Journal:
