@@ -75,6 +75,8 @@ def cutoff_text(engine: Engine, order: Order) -> str:
         f"停电期间仅限保安用电每日 {standby} kWh。",
     ]
     meters = _meters(order.evidence)
+    if meters and "beyond_accuracy_kwh" in order.evidence:  # the readings are those of its first crossing
+        meters = meters.replace("电表读数：", "首次越限时电表读数：", 1)
     if meters:
         lines.insert(2, meters)
     lines.append(f"（停电令 {order.alert_id}）")
@@ -99,7 +101,8 @@ def _evidence(rule: str, evidence: dict[str, Any]) -> str:
         head = f"{month_text(evidence['month'])}累计用电 {_kwh(consumed)} kWh{before}"
     else:
         head = f"{evidence.get('day', '')} 用电 {_kwh(consumed)} kWh"
-    return f"{head}，超过{what} {limit_text(limit)} kWh（超出 {_kwh(consumed - limit)} kWh）。"
+    beyond = "，已超出电表计量误差范围" if "beyond_accuracy_kwh" in evidence else ""
+    return f"{head}，超过{what} {limit_text(limit)} kWh（超出 {_kwh(consumed - limit)} kWh{beyond}）。"
 
 
 def _meters(evidence: dict[str, Any]) -> str:
@@ -189,6 +192,8 @@ def rota_text(engine: Engine, firm: Firm, tomorrow: dt.date, t: Micros) -> str:
     """`firm`'s own notice of `tomorrow`: does it run, and its allowance left today and this month at `t`."""
     figures = allowance(engine, firm, t)
     parts = [f"{firm.name}：{day_text(tomorrow)}{_tomorrow(engine, firm, tomorrow)}。"]
+    if firm.id in engine.cut_off(tomorrow):  # its limits do not apply: it may draw its standby, no more
+        return "".join(parts) + f"停电期间仅限保安用电每日 {limit_text(_standby(engine, firm))} kWh。"
     left = []
     if figures.day_limit_kwh is not None:
         left.append(_left("日限额", "今日", figures.day_limit_kwh, figures.day_used_kwh))

@@ -124,6 +124,9 @@ def _name(engine: Engine, firm_id: str | None, fallback: str | None) -> str:
     return firm.name if firm is not None else (fallback or firm_id or "")
 
 
+_BREACH_TO_FIRM = "请立即停止用电，督查将到现场核查；违令用电计入约谈问责"
+
+
 def cutoff_notices(engine: Engine, order: Order) -> list[Notice]:
     """The 停电通知书 of `order` to the firm's channels (`to_firm`) and the 供电所's."""
     firm = engine.firms.get(order.firm)
@@ -143,9 +146,13 @@ def reading_notices(engine: Engine, alerts: Sequence[Alert], orders: Sequence[Or
         name = _name(engine, alert.firm, alert.firm_name)
         if alert.rule in FIRM_RULES and alert.severity in _TOLD:
             kind, targets, title = "alert", _firm_targets(firm), f"用电{SEVERITY_NAMES[alert.severity]} · {name}"
-        elif alert.rule == "cutoff_breach":
-            kind, title = "breach", f"违令用电 · {name}"
-            targets = _firm_targets(firm) + _station(policy) + _leaders(policy)
+        elif alert.rule == "cutoff_breach":  # the firm is told to stop; the station and the leaders, to go and see
+            title, ours = f"违令用电 · {name}", alert.message.replace("请督查立即到现场核查", _BREACH_TO_FIRM)
+            out += _each("breach", alert.id, _firm_targets(firm), title, ours, firm=alert.firm, alert_id=alert.id)
+            kind, targets = (
+                "breach",
+                [t for t in _station(policy) + _leaders(policy) if t[0] not in firm_channels(firm)],
+            )
         elif alert.rule == "escalation":
             kind, targets, title = "escalation", _leaders(policy), f"约谈升级 · {name}"
         else:

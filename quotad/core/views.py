@@ -122,9 +122,11 @@ def firm_status_messages(engine: Engine, prefix: str, now: Micros, firms: Iterab
 
 
 def daemon_status(prefix: str, township: str, outboxes: dict[str, dict[str, Any]], updated: str) -> Message:
-    """`P/T/status/daemon`, retained (with an `[influx]` section): the InfluxDB outbox, `{"influx": {"state" ("ok",
-    "unavailable", "not authorized"), "pending_mb", "max_mb", "max_age_h", "dropped_points", "dropped_readings",
-    "last_dropped"}}` (what gave way to the bound since the state directory began, and when last)."""
+    """`P/T/status/daemon`, retained (with an `[influx]` section or channels): the InfluxDB outbox, `{"influx":
+    {"state" ("ok", "unavailable", "not authorized"), "pending_mb", "max_mb", "max_age_h", "dropped_points",
+    "dropped_readings", "last_dropped"}}` (what gave way to the bound since the state directory began, and when
+    last), and each notice channel's queue, `"channel:<name>": {"state" ("ok" or its last answer), "pending",
+    "delivered"}`."""
     body = {"outbox": outboxes, "updated": updated}
     return Message(topic(prefix, township, "status", "daemon"), _json(body), retain=True)
 

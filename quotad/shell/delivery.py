@@ -20,35 +20,25 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from pathlib import Path
 
 from quotad.config.channels import Channel, EmailChannel
 from quotad.core.notices import Notice
 from quotad.shell.channels import Attachment, Message, Outcome, send
+from quotad.shell.outbox import channel_sink
 from quotad.shell.pacing import Backoff
 from quotad.shell.sinks import durably
 from quotad.shell.store import Store
 
-__all__ = ["Courier", "notice_rows", "sink"]
+__all__ = ["Courier"]
 
 log = logging.getLogger(__name__)
 RATE_CODES = frozenset({"45009", "130101", "429"})  # "too many, later": 企业微信, 钉钉, HTTP
 REFUSED_WAIT_S = 60.0
 
 Done = Callable[[Notice, Callable[[], None]], None]
-
-
-def sink(channel: str) -> str:
-    """The outbox queue of `channel`."""
-    return f"channel:{channel}"
-
-
-def notice_rows(channels: frozenset[str], notices: Iterable[Notice]) -> list[tuple[str, str, str]]:
-    """The outbox rows of `notices` for the channels this daemon has (none for a command or a report run without
-    the daemon file's channels)."""
-    return [(sink(n.channel), n.kind, n.to_json()) for n in notices if n.channel in channels]
 
 
 class Courier:
@@ -69,7 +59,7 @@ class Courier:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.channel, self.store, self.reports = channel, store, reports
-        self.sink = sink(channel.name)
+        self.sink = channel_sink(channel.name)
         self.done: Done = done or (lambda _notice, acknowledge: acknowledge())
         self.per_window, self.window_s = channel.per_minute, window_s
         self.sender, self.sleep, self.clock = sender, sleep, clock

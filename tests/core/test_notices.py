@@ -146,7 +146,9 @@ def test_a_pending_order_gone_beyond_the_meters_accuracy_sends_the_cutoff_notice
     assert [n.id for n in notices if n.kind == "cutoff"] == [
         f"cutoff:{order.alert_id}:{c}" for c in ("x-wecom", "x-ding", "gds")
     ]
-    assert "用电 130.0 kWh，超过日限额 100 kWh（超出 30.0 kWh）" in notices[-1].text  # the figure that issued it
+    text = notices[-1].text
+    assert "用电 130.0 kWh，超过日限额 100 kWh（超出 30.0 kWh，已超出电表计量误差范围）" in text  # what issued it
+    assert "首次越限时电表读数：x-m 10-20 00:00 0.00 → 12:00 100.50 kWh" in text  # the crossing, said as such
 
 
 def test_confirm_inspector_orders_wait_and_dismissing_sends_nothing() -> None:
@@ -177,6 +179,8 @@ def test_a_breach_goes_to_the_firm_the_station_and_the_leaders() -> None:
     assert [n.id for n in breaches] == [f"breach:{alert_id}:{c}" for c in ("p-wecom", "gds", "leaders")]
     assert breaches[0].title == "违令用电 · 纸厂"
     assert "在停电令期间" in breaches[0].text
+    assert "请立即停止用电" in breaches[0].text  # the firm is told to stop...
+    assert "请督查立即到现场核查" in breaches[1].text  # ...the station and the leaders, to go and see
 
 
 def test_an_escalation_goes_to_the_leaders_only() -> None:
@@ -274,7 +278,8 @@ def test_a_pending_firm_hears_it_may_not_run() -> None:
     feed(engine, [r("x-m", "2010-10-20 00:00", 0), r("x-m", "2010-10-20 12:00", 100.5)])
     (notice, _) = [n for n in rota_notices(engine, dt.date(2010, 10, 21), at("2010-10-20 20:00")) if n.firm == "x"]
     assert "停电令待核实，不得生产" in notice.text
-    assert "超 0.5" in notice.text
+    assert "仅限保安用电每日 50 kWh" in notice.text  # what it may draw, not an allowance it may not use
+    assert "余" not in notice.text
 
 
 @settings(max_examples=100, deadline=None)

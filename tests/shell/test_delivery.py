@@ -19,7 +19,9 @@ import pytest
 from quotad.config.channels import Channel, EmailChannel, WebhookChannel, WecomChannel
 from quotad.core.notices import Notice
 from quotad.shell.channels import Message, Outcome, send
-from quotad.shell.delivery import Courier, notice_rows, sink
+from quotad.shell.delivery import Courier
+from quotad.shell.outbox import channel_sink as sink
+from quotad.shell.outbox import notice_rows
 from quotad.shell.store import Store
 from tests.robots import HOOK_SECRET, RobotServer, SmtpServer
 
