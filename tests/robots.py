@@ -23,6 +23,8 @@ import base64
 import hashlib
 import hmac
 import json
+import ssl
+import subprocess
 import threading
 import time
 import urllib.parse
@@ -30,15 +32,16 @@ from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from tests.brokers import free_port
 
-__all__ = ["Received", "RobotServer", "SmtpServer"]
+__all__ = ["Received", "RobotServer", "SmtpServer", "certificate"]
 
 WECOM_KEY = "wecom-test-key"
 DINGTALK_TOKEN = "dingtalk-test-token"
@@ -226,12 +229,29 @@ class _Keeper:
 
 
 class SmtpServer:
-    """aiosmtpd on a free loopback port (plain SMTP: no STARTTLS offered)."""
+    """aiosmtpd on a free loopback port: plain SMTP, or with `tls` (a folder from `certificate`) STARTTLS required
+    before anything is sent, and with `login` (user, password) AUTH required, over TLS only."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, tls: Path | None = None, login: tuple[str, str] | None = None) -> None:
         self.port = free_port()
         self.keeper = _Keeper()
-        self._controller = Controller(self.keeper, hostname="127.0.0.1", port=self.port)
+        self.logins: list[str] = []
+        options: dict[str, Any] = {}
+        if tls is not None:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(tls / "cert.pem", tls / "key.pem")
+            options.update(tls_context=context, require_starttls=True)
+        if login is not None:
+
+            def authenticator(
+                server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
+            ) -> AuthResult:
+                given = (data.login.decode(), data.password.decode()) if isinstance(data, LoginPassword) else None
+                self.logins.append(given[0] if given else "?")
+                return AuthResult(success=given == login, handled=False)  # aiosmtpd answers 235 or 535
+
+            options.update(authenticator=authenticator, auth_required=True, auth_require_tls=True)
+        self._controller = Controller(self.keeper, hostname="127.0.0.1", port=self.port, **options)
 
     def __enter__(self) -> SmtpServer:
         self._controller.start()
@@ -239,3 +259,15 @@ class SmtpServer:
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self._controller.stop()
+
+
+def certificate(folder: Path) -> Path:
+    """A self-signed certificate for 127.0.0.1 (cert.pem, key.pem in `folder`), made by openssl: it is its own CA."""
+    folder.mkdir(parents=True, exist_ok=True)
+    key, cert = str(folder / "key.pem"), str(folder / "cert.pem")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", key, "-out", cert],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return folder

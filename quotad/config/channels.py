@@ -82,6 +82,7 @@ class EmailChannel(_Channel):
     sender: str = Field(alias="from", min_length=3, pattern=r"^[^@\s]+@[^@\s]+$")
     to: tuple[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")], ...] = Field(min_length=1)
     starttls: bool = True
+    ca_file: Path | None = None  # the CA that signed the relay's certificate, when not the system's (a township CA)
     per_minute: int = Field(default=30, ge=1, le=1000)
 
 
@@ -96,7 +97,7 @@ def resolved_channel(channel: Channel, base: Path) -> Channel:
     def fix(p: Path | None) -> Path | None:
         return None if p is None else (p if p.is_absolute() else base / p)
 
-    keys = [key for key in ("url_file", "secret_file", "password_file") if key in type(channel).model_fields]
+    keys = [k for k in ("url_file", "secret_file", "password_file", "ca_file") if k in type(channel).model_fields]
     return channel.model_copy(update={key: fix(getattr(channel, key)) for key in keys})
 
 
@@ -104,7 +105,7 @@ def channel_secret_files(channels: Sequence[Channel] | Mapping[int, Channel]) ->
     """Every secret file the channels (by their index in the file) name, with where it is named."""
     found: list[tuple[Loc, Path]] = []
     for i, channel in channels.items() if isinstance(channels, Mapping) else enumerate(channels):
-        for key in ("url_file", "secret_file", "password_file"):
+        for key in ("url_file", "secret_file", "password_file", "ca_file"):
             file = getattr(channel, key, None)
             if isinstance(file, Path):
                 found.append((("channels", i, key), file))

@@ -189,7 +189,8 @@ def _send_email(channel: EmailChannel, message: Message, timeout: float) -> Outc
     try:
         with smtplib.SMTP(channel.host, channel.port, timeout=timeout) as smtp:
             if channel.starttls:
-                smtp.starttls(context=ssl.create_default_context())
+                cafile = str(channel.ca_file) if channel.ca_file is not None else None
+                smtp.starttls(context=ssl.create_default_context(cafile=cafile))
             if channel.username is not None and channel.password_file is not None:
                 smtp.login(channel.username, _first_line(channel.password_file))
             refused = smtp.send_message(_email(channel, message))
@@ -200,6 +201,8 @@ def _send_email(channel: EmailChannel, message: Message, timeout: float) -> Outc
         text = exc.smtp_error.decode("utf-8", errors="replace") if isinstance(exc.smtp_error, bytes) else str(exc)
         return Outcome(False, 400 <= exc.smtp_code < 500, str(exc.smtp_code), text)
     except smtplib.SMTPNotSupportedError as exc:  # STARTTLS asked of a server that does not offer it
+        return Outcome(False, False, type(exc).__name__, str(exc))
+    except ssl.SSLCertVerificationError as exc:  # not the relay it should be (or set ca_file): not worth retrying
         return Outcome(False, False, type(exc).__name__, str(exc))
     except (smtplib.SMTPException, OSError) as exc:
         return Outcome(False, True, type(exc).__name__, str(exc))
