@@ -297,7 +297,8 @@ class Demo:
                     self.out.write(payload + "\n")
                 elif topic == "channel":
                     notice = json.loads(payload)
-                    self.out.write(f"  [渠道 demo-hook] {notice.get('title')}：{notice.get('text')}\n")
+                    text = str(notice.get("text")).replace("\n", "\n      ")  # a notice's lines, indented
+                    self.out.write(f"  [渠道 demo-hook] {notice.get('title')}：{text}\n")
                 elif "/orders/" in topic:
                     self._order(topic.rsplit("/", 1)[-1], data, people)
                 elif topic.endswith("/inspections/today") and data:

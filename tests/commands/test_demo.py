@@ -29,7 +29,7 @@ def test_demo_runs_two_days_and_stops_everything() -> None:
         "[停电令] 荣生公司造纸厂：已通知（quotad：停电通知书已送达渠道 demo-hook）",
         "[停电令] 荣生公司造纸厂：已停电（供电所）",
     ], out
-    assert "[渠道 demo-hook] 停电通知书 · 荣生公司造纸厂：荣生公司造纸厂：\n违规事项：错时供电停电日用电。" in out
+    assert "[渠道 demo-hook] 停电通知书 · 荣生公司造纸厂：荣生公司造纸厂：\n      违规事项：错时供电停电日用电。" in out
     assert (
         "[渠道 demo-hook] 明日供电安排 · 盛达机电公司：盛达机电公司：10月21日（周四）本组停电，本企业免轮停照常生产"
         in out
