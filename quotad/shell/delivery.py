@@ -10,14 +10,17 @@ queue in the durable outbox (sink `channel:<name>`).
   notice in flight when the daemon is killed, sent again at the next start, is recognised by a receiver that keeps
   its keys. The robots (企业微信, 钉钉) have no such key: that one notice may reach their group twice.
 - Within the channel's rate limit: at most `per_minute` sends in any minute (企业微信 and 钉钉 robots take 20).
-- A dead channel holds back nothing else: each courier is its own task, the sends run on worker threads, and the
-  MQTT and InfluxDB sinks have their own queues.
+- A dead channel holds back nothing else: each courier is its own task, each send runs on a thread of its own (not
+  the loop's shared executor, which the InfluxDB sink writes with), and the MQTT and InfluxDB sinks have their own
+  queues.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -81,7 +84,7 @@ class Courier:
             await self._room()
             message = self._message(notice)
             self.sent.append(self.clock())
-            outcome = await asyncio.to_thread(self.sender, self.channel, message)
+            outcome = await self._sent(message)
             if not outcome.delivered:
                 await self.sleep(self._failed(notice, outcome))
                 continue
@@ -92,6 +95,34 @@ class Courier:
             acknowledge = partial(self.store.acknowledge, self.sink, [item.seq])
             await durably(partial(self.done, notice, acknowledge))
             self.delivered += 1
+
+    async def _sent(self, message: Message) -> Outcome:
+        """Send on a thread of this courier's own (a daemon thread: a send hung until its timeout never holds back
+        the shared executor the InfluxDB sink writes with, nor another channel, nor the daemon's exit)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Outcome] = loop.create_future()
+
+        def settle(outcome: Outcome | None, error: BaseException | None) -> None:
+            if future.done():
+                return  # the courier was cancelled meanwhile
+            if error is not None:
+                future.set_exception(error)
+            else:
+                assert outcome is not None
+                future.set_result(outcome)
+
+        def work() -> None:
+            outcome: Outcome | None = None
+            error: BaseException | None = None
+            try:
+                outcome = self.sender(self.channel, message)
+            except Exception as exc:  # a sender's own fault: raised in the courier, where it is logged
+                error = exc
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody waits for it
+                loop.call_soon_threadsafe(settle, outcome, error)
+
+        threading.Thread(target=work, name=f"channel {self.channel.name}", daemon=True).start()
+        return await future
 
     async def _room(self) -> None:
         """Wait until one more send stays within `per_window` sends in any `window_s`."""

@@ -285,3 +285,27 @@ def test_rows_only_for_the_daemons_channels() -> None:
     items = notices("robot", 1) + notices("hook", 1)
     rows = notice_rows(frozenset({"hook"}), items)
     assert [(s, json.loads(b)["id"]) for s, _k, b in rows] == [("channel:hook", "alert:0:hook")]
+
+
+def test_hung_channels_hold_back_neither_each_other_nor_the_loops_executor(tmp_path: Path) -> None:
+    """Twelve channels whose service takes the message and never answers (a WeCom outage that hangs, not refuses):
+    each courier waits on a thread of its own, so the loop's shared executor (the InfluxDB sink's writes) and a
+    thirteenth channel that answers go on at once."""
+    store = Store(tmp_path / "state")
+    with RobotServer() as hung, RobotServer() as alive:
+        hung.hold()
+        dead = [wecom(tmp_path, hung, name=f"robot{i}") for i in range(12)]
+        for channel in dead:
+            queue(store, notices(channel.name, 1), {channel.name})
+        up = webhook(tmp_path, alive)
+        queue(store, notices("hook", 3), {"hook"})
+        couriers = [Courier(channel, store, tmp_path) for channel in [*dead, up]]
+
+        async def body() -> None:
+            await until(lambda: len(hung.received) == 12)  # every hung channel has a send in flight
+            assert await asyncio.wait_for(asyncio.to_thread(lambda: 42), 2.0) == 42  # the executor is free
+            await until(lambda: store.backlog(sink("hook")) == 0, timeout=5.0)  # and the live channel delivers
+            assert all(store.backlog(sink(channel.name)) == 1 for channel in dead)
+
+        run(couriers, body)
+    assert keys(alive) == [n.id for n in notices("hook", 3)]
