@@ -284,7 +284,7 @@ def _recorded_orders(loaded: Loaded) -> list[Order]:
     if loaded.daemon is None:
         _note(_("a policy file alone names no state directory: firms cut off are not shown (give -c quotad.toml)"))
         return []
-    from quotad.shell.journal import recorded_orders
+    from quotad.shell.register import recorded_orders
     from quotad.shell.store import Store
 
     state_dir = loaded.daemon.state_dir

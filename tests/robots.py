@@ -9,7 +9,10 @@
 - a webhook receiver: POST /hook, JSON, `X-Quotad-Signature: sha256=<hex HMAC of the body>` verified (401 if wrong).
 
 `mode` makes it answer as a service in trouble: "ok", "rate" (each robot's rate-limit reply; 429 on the hook),
-"5xx" (503). Every request received is kept in `received`, with whether it was accepted.
+"5xx" (503). Every request received is kept in `received`, with whether it was accepted. The webhook receiver keeps
+the `Idempotency-Key`s it accepted, as the contract asks of a receiver: a key seen before is answered 200 again and
+marked `repeat` (acted on once). `hold(after=N)` makes the requests after the Nth wait for their answer (received,
+acted on, not yet answered: a sender killed meanwhile never learns that they arrived) until `release()`.
 
 `SmtpServer`: aiosmtpd on a free loopback port, keeping each message; `refuse` makes RCPT answer 550.
 """
@@ -20,6 +23,8 @@ import base64
 import hashlib
 import hmac
 import json
+import ssl
+import subprocess
 import threading
 import time
 import urllib.parse
@@ -27,15 +32,16 @@ from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from tests.brokers import free_port
 
-__all__ = ["Received", "RobotServer", "SmtpServer"]
+__all__ = ["Received", "RobotServer", "SmtpServer", "certificate"]
 
 WECOM_KEY = "wecom-test-key"
 DINGTALK_TOKEN = "dingtalk-test-token"
@@ -50,6 +56,7 @@ class Received:
     headers: dict[str, str]
     body: bytes
     accepted: bool
+    repeat: bool = False
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -59,6 +66,10 @@ class Received:
 class _State:
     mode: str = "ok"
     received: list[Received] = field(default_factory=list)
+    keys: set[str] = field(default_factory=set)
+    answer: threading.Event = field(default_factory=threading.Event)
+    holding: threading.Event = field(default_factory=threading.Event)
+    hold_after: int | None = None
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -74,7 +85,15 @@ class _Handler(BaseHTTPRequestHandler):
         status, answer = self._answer(url.path, query, body)
         accepted = status == 200 and answer.get("errcode", 0) == 0
         headers = {k.lower(): v for k, v in self.headers.items()}
-        self.server.state.received.append(Received(url.path, query, headers, body, accepted))
+        state = self.server.state
+        key = headers.get("idempotency-key")
+        repeat = accepted and key is not None and key in state.keys
+        if accepted and key is not None:
+            state.keys.add(key)
+        state.received.append(Received(url.path, query, headers, body, accepted, repeat))
+        if state.hold_after is not None and len(state.received) > state.hold_after and not state.answer.is_set():
+            state.holding.set()
+            state.answer.wait(30)
         raw = json.dumps(answer).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -159,6 +178,18 @@ class RobotServer:
     def set_mode(self, mode: str) -> None:
         self._server.state.mode = mode
 
+    def hold(self, after: int = 0) -> threading.Event:
+        """Requests after the first `after` received are received but not answered until `release()`; the event is
+        set once one is waiting."""
+        state = self._server.state
+        state.holding.clear()
+        state.answer.clear()
+        state.hold_after = after
+        return state.holding
+
+    def release(self) -> None:
+        self._server.state.answer.set()
+
     def url(self, kind: str, key: str | None = None) -> str:
         base = f"http://127.0.0.1:{self.port}"
         if kind == "wecom":
@@ -172,6 +203,7 @@ class RobotServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.release()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
@@ -197,12 +229,29 @@ class _Keeper:
 
 
 class SmtpServer:
-    """aiosmtpd on a free loopback port (plain SMTP: no STARTTLS offered)."""
+    """aiosmtpd on a free loopback port: plain SMTP, or with `tls` (a folder from `certificate`) STARTTLS required
+    before anything is sent, and with `login` (user, password) AUTH required, over TLS only."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, tls: Path | None = None, login: tuple[str, str] | None = None) -> None:
         self.port = free_port()
         self.keeper = _Keeper()
-        self._controller = Controller(self.keeper, hostname="127.0.0.1", port=self.port)
+        self.logins: list[str] = []
+        options: dict[str, Any] = {}
+        if tls is not None:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(tls / "cert.pem", tls / "key.pem")
+            options.update(tls_context=context, require_starttls=True)
+        if login is not None:
+
+            def authenticator(
+                server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
+            ) -> AuthResult:
+                given = (data.login.decode(), data.password.decode()) if isinstance(data, LoginPassword) else None
+                self.logins.append(given[0] if given else "?")
+                return AuthResult(success=given == login, handled=False)  # aiosmtpd answers 235 or 535
+
+            options.update(authenticator=authenticator, auth_required=True, auth_require_tls=True)
+        self._controller = Controller(self.keeper, hostname="127.0.0.1", port=self.port, **options)
 
     def __enter__(self) -> SmtpServer:
         self._controller.start()
@@ -210,3 +259,15 @@ class SmtpServer:
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self._controller.stop()
+
+
+def certificate(folder: Path) -> Path:
+    """A self-signed certificate for 127.0.0.1 (cert.pem, key.pem in `folder`), made by openssl: it is its own CA."""
+    folder.mkdir(parents=True, exist_ok=True)
+    key, cert = str(folder / "key.pem"), str(folder / "cert.pem")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", key, "-out", cert],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return folder

@@ -26,20 +26,20 @@ import time
 import tomllib
 import urllib.parse
 import urllib.request
-from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TextIO
 
 import paho.mqtt.client as mqtt
 
 from quotad.commands.orders import carry_out, command
+from quotad.commands.status_text import meters_read
 from quotad.commands.watch import format_alert
 from quotad.config.daemon import MqttSettings
 from quotad.config.load import load
 from quotad.config.users import add_user
 from quotad.core.errors import QuotadError
 from quotad.core.orders import STATE_NAMES
-from quotad.core.sources import SOURCE_LABELS
 from quotad.shell.mqtt import Driver, mqtt_client
 
 __all__ = ["demo"]
@@ -147,6 +147,8 @@ class People(threading.Thread):
             kind, firm, by, alert_id = act.pop("kind"), act.pop("firm"), act.pop("by"), act.pop("alert_id")
             if act.get("action") == "confirm" and self.states.get(str(alert_id)) != "pending":
                 continue  # issued meanwhile (its use went beyond the meters' accuracy): nothing to confirm
+            if act.get("action") == "notified" and self.states.get(str(alert_id)) != "issued":
+                continue  # its cutoff notice reached the firm's channel: quotad marked it notified
             name = self.names.get(firm, firm)
             try:
                 carry_out(loaded, command(loaded, kind, firm, by, **act))
@@ -155,6 +157,29 @@ class People(threading.Thread):
             else:
                 if kind == "inspection":
                     self.said.put(("people", f"  [{by}] 到{name}现场督查，记录在案：{act['finding']}"))
+
+
+class Receiver(ThreadingHTTPServer):
+    """The demo's notice channel (`demo-hook`, a webhook): what reaches the firms' phones and the 供电所, printed.
+    Two firms (盛达, the paper mill) and the 供电所 have it as their channel in the demo's copy of the policy."""
+
+    def __init__(self, said: queue.Queue[tuple[str, str]]) -> None:
+        said_here = said
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                said_here.put(("channel", body.decode(errors="replace")))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.port = int(self.server_address[1])
+        threading.Thread(target=self.serve_forever, name="demo-receiver", daemon=True).start()
 
 
 class Demo:
@@ -168,6 +193,8 @@ class Demo:
         self.web_port = 8080 if _port_free(8080) else _free_port()
         # the console's demo users, one per role, each with a password made for this run
         self.logins = {name: secrets.token_urlsafe(9) for name in ("leader", "inspector", "operator")}
+        self.inbox: queue.Queue[tuple[str, str]] = queue.Queue()
+        self.receiver = Receiver(self.inbox)
 
     def _start(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
         log = (self.dir / f"{name}.log").open("ab")
@@ -210,6 +237,10 @@ class Demo:
         # Hundreds of times real speed turn 0.1 s of scheduling jitter into a simulated minute between a
         # counter's serving and its stamping: the demo leaves max_kw out so that jitter is not shown as jumps.
         text = re.sub(r"\nmax_kw = \d+[^\n]*", "", text)
+        for firm in ("shengda", "rongsheng-paper"):  # two firms and the 供电所 hear on the demo's channel
+            contact = 'contacts = [{ name = "厂长", channel = "demo-hook" }]'
+            text = text.replace(f'id = "{firm}"\n', f'id = "{firm}"\n{contact}\n', 1)
+        text = text.replace("[enforcement]\n", '[enforcement]\nsupply_station = "demo-hook"\n', 1)
         (self.dir / "township.toml").write_text(text, encoding="utf-8")
         self.whole = bool(tomllib.loads(text)["township"].get("feeder_meters"))  # what the township's total covers
         config = self.dir / "quotad.toml"
@@ -218,9 +249,11 @@ class Demo:
             f'[mqtt]\nhost = "127.0.0.1"\nport = {self.mqtt_port}\nclient_id = "quotad-demo"\n'
             f'[influx]\napi = "v1"\nurl = "http://127.0.0.1:{self.influx_port}"\nbucket = "quotad"\n'
             f"[clock]\nstart = 2010-10-20T00:00:00+08:00\nspeed = {self.speed}\n"
-            f'[web]\nlisten = "127.0.0.1:{self.web_port}"\nusers_file = "users"\n',
+            f'[web]\nlisten = "127.0.0.1:{self.web_port}"\nusers_file = "users"\n'
+            '[[channels]]\nname = "demo-hook"\nkind = "webhook"\nurl_file = "demo-hook.url"\n',
             encoding="utf-8",
         )
+        (self.dir / "demo-hook.url").write_text(f"http://127.0.0.1:{self.receiver.port}/hook\n", encoding="utf-8")
         roles = {"leader": "viewer", "inspector": "inspector", "operator": "operator"}
         for name, password in self.logins.items():
             add_user(self.dir / "users", name, roles[name], password)
@@ -243,7 +276,7 @@ class Demo:
         self.watch()
 
     def watch(self) -> None:
-        inbox: queue.Queue[tuple[str, str]] = queue.Queue()
+        inbox = self.inbox
         people = People(self.config, self.speed, inbox)
         people.start()
         client = mqtt_client(MqttSettings(port=self.mqtt_port), "quotad-demo-view", clean=True)
@@ -257,12 +290,16 @@ class Demo:
         try:
             while True:
                 topic, payload = inbox.get(timeout=60)
-                data = json.loads(payload) if payload and topic != "people" else {}
+                data = json.loads(payload) if payload and topic not in ("people", "channel") else {}
                 if "/alerts/" in topic and str(data.get("id")) not in seen:
                     seen.add(str(data.get("id")))
                     self.out.write(format_alert(data) + "\n")
                 elif topic == "people":
                     self.out.write(payload + "\n")
+                elif topic == "channel":
+                    notice = json.loads(payload)
+                    text = str(notice.get("text")).replace("\n", "\n      ")  # a notice's lines, indented
+                    self.out.write(f"  [渠道 demo-hook] {notice.get('title')}：{text}\n")
                 elif "/orders/" in topic:
                     self._order(topic.rsplit("/", 1)[-1], data, people)
                 elif topic.endswith("/inspections/today") and data:
@@ -292,7 +329,9 @@ class Demo:
         if not data:
             return  # lifted, dismissed or ended: the register keeps it (`quotad orders --all`)
         last = (data.get("history") or [{}])[-1]
-        who = "quotad（规则）" if last.get("by") == "quotad" else str(last.get("by"))
+        who = str(last.get("by"))
+        if who == "quotad":  # a rule made it; or its cutoff notice reached the firm's channel
+            who = f"quotad：{last.get('reason')}" if state == "notified" else "quotad（规则）"
         self.out.write(f"  [停电令] {data.get('firm_name')}：{STATE_NAMES.get(state, state)}（{who}）\n")
         people.saw(data)
 
@@ -325,6 +364,7 @@ class Demo:
         client.subscribe("quotad/xx-town/inspections/today", 1)
 
     def stop(self) -> None:
+        self.receiver.shutdown()
         for name, process in reversed(self.processes):
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
@@ -361,10 +401,7 @@ class Demo:
             read = {serie["tags"]["meter"] for serie in rows["results"][0].get("series", [])}
         except (OSError, KeyError, IndexError, TypeError):
             return "(InfluxDB did not answer)"
-        meters = load(self.dir / "township.toml").policy.meters
-        kinds = Counter(type(m.source).LABEL for m in meters)
-        got = Counter(type(m.source).LABEL for m in meters if m.id in read)
-        return ", ".join(f"{label} {got[label]}/{kinds[label]}" for label in SOURCE_LABELS if kinds[label])
+        return meters_read(load(self.dir / "township.toml").policy.meters, read)
 
 
 def demo(speed: float = 720.0, days: int = 2, out: TextIO = sys.stdout) -> int:

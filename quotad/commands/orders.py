@@ -66,6 +66,8 @@ def _offline(store: Store, loaded: Loaded, body: dict[str, Any]) -> dict[str, An
     mqtt = loaded.daemon.mqtt if loaded.daemon else None
     influx = bool(loaded.daemon and loaded.daemon.influx)
     journal = Journal(store, loaded.policy, mqtt.topic_prefix if mqtt else None, influx)
+    if loaded.daemon is not None:  # notices queued for the channels wait there for the daemon
+        journal.channels = frozenset(channel.name for channel in loaded.daemon.channels)
     journal.restore()
     return journal.record_command(body)
 

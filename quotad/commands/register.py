@@ -140,7 +140,7 @@ def open_register(loaded: Loaded) -> Iterator[Any]:
 def orders(loaded: Loaded, firm: str | None, every: bool, as_json: bool, out: TextIO) -> int:
     """The register of orders: each order as it stands now, with each change (who, when, why). Without --all, only
     the orders that stand (pending, issued, notified, executed, not ended)."""
-    from quotad.shell.journal import order_history
+    from quotad.shell.register import order_history
 
     if firm is not None and firm not in {f.id for f in loaded.policy.firms}:
         raise UsageError(_("unknown firm {firm!r}").format(firm=firm))

@@ -4,7 +4,8 @@ A channel's kind picks its model (a discriminated union on `kind`, as the meters
 never in the file: `url_file` holds the robot's or the webhook's URL (the URL carries the robot's key),
 `secret_file` the signing secret, `password_file` the SMTP password. `channel_findings` checks what a model cannot
 see (the files are readable, the URL in them is http(s), names are unique); `reference_findings` checks the policy's
-references to channels (a firm's contacts, `[reports] to`) against the names. Both run in the one loader.
+references to channels (a firm's contacts, `[reports] to`, `[residents] channels`, `[enforcement] supply_station`)
+against the names. Both run in the one loader.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class WecomChannel(_Channel):
 
     kind: Literal["wecom"]
     url_file: Path
+    per_minute: int = Field(default=20, ge=1, le=1000)  # the robot takes 20 messages a minute
 
 
 class DingtalkChannel(_Channel):
@@ -55,6 +57,7 @@ class DingtalkChannel(_Channel):
     kind: Literal["dingtalk"]
     url_file: Path
     secret_file: Path
+    per_minute: int = Field(default=20, ge=1, le=1000)  # the robot takes 20 messages a minute
 
 
 class WebhookChannel(_Channel):
@@ -63,6 +66,7 @@ class WebhookChannel(_Channel):
     kind: Literal["webhook"]
     url_file: Path
     secret_file: Path | None = None
+    per_minute: int = Field(default=60, ge=1, le=6000)
 
 
 class EmailChannel(_Channel):
@@ -78,6 +82,8 @@ class EmailChannel(_Channel):
     sender: str = Field(alias="from", min_length=3, pattern=r"^[^@\s]+@[^@\s]+$")
     to: tuple[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")], ...] = Field(min_length=1)
     starttls: bool = True
+    ca_file: Path | None = None  # the CA that signed the relay's certificate, when not the system's (a township CA)
+    per_minute: int = Field(default=30, ge=1, le=1000)
 
 
 Channel = Annotated[WecomChannel | DingtalkChannel | WebhookChannel | EmailChannel, Field(discriminator="kind")]
@@ -91,7 +97,7 @@ def resolved_channel(channel: Channel, base: Path) -> Channel:
     def fix(p: Path | None) -> Path | None:
         return None if p is None else (p if p.is_absolute() else base / p)
 
-    keys = [key for key in ("url_file", "secret_file", "password_file") if key in type(channel).model_fields]
+    keys = [k for k in ("url_file", "secret_file", "password_file", "ca_file") if k in type(channel).model_fields]
     return channel.model_copy(update={key: fix(getattr(channel, key)) for key in keys})
 
 
@@ -99,7 +105,7 @@ def channel_secret_files(channels: Sequence[Channel] | Mapping[int, Channel]) ->
     """Every secret file the channels (by their index in the file) name, with where it is named."""
     found: list[tuple[Loc, Path]] = []
     for i, channel in channels.items() if isinstance(channels, Mapping) else enumerate(channels):
-        for key in ("url_file", "secret_file", "password_file"):
+        for key in ("url_file", "secret_file", "password_file", "ca_file"):
             file = getattr(channel, key, None)
             if isinstance(file, Path):
                 found.append((("channels", i, key), file))
@@ -147,8 +153,9 @@ def _url_problems(file: Path) -> list[str]:
 
 
 def reference_findings(raw: Mapping[str, Any], names: set[str]) -> list[Finding]:
-    """Each channel a firm's contact or `[reports] to` names exists among `names` (the daemon file's channels);
-    read from the policy document as written, so that a firm failing on another key still has its contacts checked."""
+    """Each channel a firm's contact, `[reports] to`, `[residents] channels` or `[enforcement] supply_station` names
+    exists among `names` (the daemon file's channels); read from the policy document as written, so that a firm
+    failing on another key still has its contacts checked."""
     known = ", ".join(sorted(names)) or _("none")
     message = _("unknown channel {name!r} (the daemon file's channels: {known})")
     found: list[Finding] = []
@@ -159,9 +166,14 @@ def reference_findings(raw: Mapping[str, Any], names: set[str]) -> list[Finding]
             name = contact.get("channel") if isinstance(contact, dict) else None
             if isinstance(name, str) and name not in names:
                 found.append((("firms", i, "contacts", j, "channel"), message.format(name=name, known=known)))
-    reports = raw.get("reports")
-    targets = reports.get("to") if isinstance(reports, dict) else None
-    for k, name in enumerate(targets if isinstance(targets, list) else []):
-        if isinstance(name, str) and name not in names:
-            found.append((("reports", "to", k), message.format(name=name, known=known)))
+    for table, key in (("reports", "to"), ("residents", "channels")):
+        section = raw.get(table)
+        targets = section.get(key) if isinstance(section, dict) else None
+        for k, name in enumerate(targets if isinstance(targets, list) else []):
+            if isinstance(name, str) and name not in names:
+                found.append(((table, key, k), message.format(name=name, known=known)))
+    enforcement = raw.get("enforcement")
+    station = enforcement.get("supply_station") if isinstance(enforcement, dict) else None
+    if isinstance(station, str) and station not in names:
+        found.append((("enforcement", "supply_station"), message.format(name=station, known=known)))
     return found

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from quotad.core.i18n import _
-from quotad.core.policy import WEEKDAYS, Control, Firm, Group, Meter, Policy, Rota, Township
+from quotad.core.policy import WEEKDAYS, Control, Firm, Group, Meter, Policy, Residents, Rota, Township
 from quotad.core.sources import Dlt645Serial, Dlt645Source, ModbusSerial, WiredSource
 
 __all__ = ["DEFAULT_PREFIX", "Finding", "cross_check", "parts", "workshop_short_weeks"]
@@ -57,13 +57,14 @@ def cross_check(raw: Mapping[str, Any], policy: Policy | None = None, prefix: st
     firms: list[tuple[int, Firm]]
     meters: list[tuple[int, Meter]]
     if policy is not None:
-        township, control, rota = policy.township, policy.control, policy.rota
+        township, control, rota, residents = policy.township, policy.control, policy.rota, policy.residents
         groups, firms = list(enumerate(policy.groups)), list(enumerate(policy.firms))
         meters = list(enumerate(policy.meters))
     else:
         township = _part(Township, raw.get("township"))
         control = _part(Control, raw.get("control"))
         rota = _part(Rota, raw.get("rota")) if "rota" in raw else None
+        residents = _part(Residents, raw.get("residents")) if "residents" in raw else None
         groups = _items(Group, raw.get("groups"))
         firms = _items(Firm, raw.get("firms"))
         meters = _items(Meter, raw.get("meters"))
@@ -85,6 +86,7 @@ def cross_check(raw: Mapping[str, Any], policy: Policy | None = None, prefix: st
         found += _control(control)
         if control.start <= control.end:
             found += _dates_in_control(control, township, rota, firms)
+            found += _experience_dates(control, residents)
             found += _workshop_weeks(control, firms)
     return found
 
@@ -239,7 +241,8 @@ def _control(control: Control) -> Iterator[Finding]:
 
 
 def _outside(what: str, control: Control) -> str:
-    # TRANSLATORS: {what} is "phase {name!r}", "cap_from {date}", "override date {date}" or "rest date {date}"
+    # TRANSLATORS: {what} is "phase {name!r}", "cap_from {date}", "override date {date}", "rest date {date}" or
+    # "experience date {date}"
     message = _("{what} lies outside the control period {start}..{end}")
     return message.format(what=what, start=control.start, end=control.end)
 
@@ -272,6 +275,13 @@ def _dates_in_control(
         for k, day in enumerate(firm.rest_dates):
             if outside(day):
                 yield ("firms", i, "rest_dates", k), _outside(_("rest date {date}").format(date=day), control)
+
+
+def _experience_dates(control: Control, residents: Residents | None) -> Iterator[Finding]:
+    for k, day in enumerate(residents.experience_dates if residents is not None else ()):
+        if not control.start <= day <= control.end:
+            what = _("experience date {date}").format(date=day)
+            yield ("residents", "experience_dates", k), _outside(what, control)
 
 
 def _openings(control: Control, firms: list[tuple[int, Firm]]) -> Iterator[Finding]:

@@ -239,8 +239,29 @@ class Meter(_Model):
 
 
 class Residents(_Model):
-    experience_weekday: Weekday
+    """The residents' energy-shortage experience days (能源紧缺体验日): a weekday, single dates, or both; and the
+    channels their announcements go to (the township's WeChat group, the broadcast system's SMS gateway)."""
+
+    experience_weekday: Weekday | None = None
+    experience_dates: tuple[dt.date, ...] = ()
     experience_hours: str = "09:00-17:00"
+    channels: tuple[Id, ...] = ()
+
+    @field_validator("experience_dates", "channels")
+    @classmethod
+    def _no_repeats(cls, value: tuple[object, ...]) -> tuple[object, ...]:
+        repeated = sorted({str(v) for v in value if value.count(v) > 1})
+        if repeated:
+            msg = _("listed more than once: {values}").format(values=", ".join(repeated))
+            raise ValueError(msg)
+        return value
+
+    @model_validator(mode="after")
+    def _some_day(self) -> Residents:
+        if self.experience_weekday is None and not self.experience_dates:
+            msg = _("[residents] needs experience_weekday or experience_dates (or both)")
+            raise ValueError(msg)
+        return self
 
     @field_validator("experience_hours")
     @classmethod
@@ -263,6 +284,7 @@ class Enforcement(_Model):
     confirm: Literal["auto", "inspector"] = "auto"
     escalation: tuple[Escalation, ...] = ()
     inspection_sample: Annotated[int, Field(ge=0, le=100, strict=True)] = 2
+    supply_station: Id | None = None  # the 供电所's channel: it executes cutoffs and restores supply
 
     @field_validator("escalation")
     @classmethod

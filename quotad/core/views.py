@@ -29,13 +29,14 @@ __all__ = [
     "firm_status_topic",
     "off_text",
     "residents_notice",
+    "residents_text",
     "rota_notice",
     "status_messages",
     "systemd_status",
     "township_status_messages",
 ]
 
-_WEEKDAYS_ZH = "一二三四五六日"
+_WEEKDAYS_ZH = "一二三四五六日"  # 周一 .. 周日
 
 
 def _json(body: dict[str, Any]) -> str:
@@ -121,9 +122,11 @@ def firm_status_messages(engine: Engine, prefix: str, now: Micros, firms: Iterab
 
 
 def daemon_status(prefix: str, township: str, outboxes: dict[str, dict[str, Any]], updated: str) -> Message:
-    """`P/T/status/daemon`, retained (with an `[influx]` section): the InfluxDB outbox, `{"influx": {"state" ("ok",
-    "unavailable", "not authorized"), "pending_mb", "max_mb", "max_age_h", "dropped_points", "dropped_readings",
-    "last_dropped"}}` (what gave way to the bound since the state directory began, and when last)."""
+    """`P/T/status/daemon`, retained (with an `[influx]` section or channels): the InfluxDB outbox, `{"influx":
+    {"state" ("ok", "unavailable", "not authorized"), "pending_mb", "max_mb", "max_age_h", "dropped_points",
+    "dropped_readings", "last_dropped"}}` (what gave way to the bound since the state directory began, and when
+    last), and each notice channel's queue, `"channel:<name>": {"state" ("ok" or its last answer), "pending",
+    "delivered"}`."""
     body = {"outbox": outboxes, "updated": updated}
     return Message(topic(prefix, township, "status", "daemon"), _json(body), retain=True)
 
@@ -197,7 +200,12 @@ def off_text(policy: Policy, schedule: DaySchedule) -> str:
 
 def residents_notice(engine: Engine, prefix: str, day: dt.date, hours: str, when: str) -> Message:
     """The residents' energy-shortage experience day, announced the day before (`when` = 'eve') and that morning."""
-    lead = "明日" if when == "eve" else "今日"
-    text = f"{lead}（{day}，周{_WEEKDAYS_ZH[day.weekday()]}）{hours} 为能源紧缺体验日，请居民节约用电、合理安排"
+    text = residents_text(day, hours, when)
     body = {"kind": "residents", "day": day.isoformat(), "hours": hours, "message": text}
     return Message(topic(prefix, engine.policy.township.id, "notices"), _json(body))
+
+
+def residents_text(day: dt.date, hours: str, when: str) -> str:
+    """The words of the residents' experience-day announcement (on MQTT and on the residents' channels)."""
+    lead = "明日" if when == "eve" else "今日"
+    return f"{lead}（{day}，周{_WEEKDAYS_ZH[day.weekday()]}）{hours} 为能源紧缺体验日，请居民节约用电、合理安排"

@@ -41,6 +41,7 @@ class Plan:
             for f in policy.firms
             if f.kind == "workshop"
         }
+        self._experience_dates = frozenset(policy.residents.experience_dates if policy.residents else ())
 
     def running_groups(self, day: dt.date) -> tuple[str, ...]:
         """The groups allowed to run on `day`, in the policy's order: all of them without a rota, outside the
@@ -78,9 +79,9 @@ class Plan:
         residents = self.policy.residents
         if residents is None or day not in self.control:
             return None
-        if WEEKDAYS[day.weekday()] != residents.experience_weekday:
-            return None
-        return residents.experience_hours
+        if WEEKDAYS[day.weekday()] == residents.experience_weekday or day in self._experience_dates:
+            return residents.experience_hours
+        return None
 
     def day(self, day: dt.date, cut_off: Collection[str] = ()) -> DaySchedule:
         inside = day in self.control

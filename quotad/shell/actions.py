@@ -29,6 +29,7 @@ from quotad.core import enforcement
 from quotad.core.alerts import Alert
 from quotad.core.errors import QuotadError
 from quotad.core.i18n import _
+from quotad.core.notices import order_notices, reading_notices
 from quotad.core.orders import Change, Order, OrderError
 from quotad.core.outputs import (
     alert_line,
@@ -40,6 +41,7 @@ from quotad.core.outputs import (
     order_message,
 )
 from quotad.core.state import order_from_json, order_to_json
+from quotad.shell.outbox import notice_rows
 
 if TYPE_CHECKING:
     from quotad.shell.journal import Journal
@@ -62,8 +64,15 @@ def perform(journal: Journal, command: dict[str, Any]) -> dict[str, Any]:
         return dict(json.loads(done))
     if command.get("kind") not in KINDS:
         raise OrderError(_("unknown command {kind!r}").format(kind=command.get("kind")))
+    before = journal.engine.orders.get(command["firm"])
     with _undone_on_error(journal, command["firm"]):
         made, alerts, outcome, rows = _apply(journal, command)
+        if journal.channels:  # the cutoff notice of an order issued, the 恢复供电 of one lifted, escalations
+            told = [
+                *(order_notices(journal.engine, before, made) if made else ()),
+                *reading_notices(journal.engine, alerts, ()),
+            ]
+            rows += notice_rows(journal.channels, told)
         body = {**command, "order": order_to_json(made) if made else None, "raised": [a.id for a in alerts]}
         if alerts:
             body["alerts"] = [a.payload() for a in alerts]

@@ -14,6 +14,7 @@ import hmac
 import json
 import logging
 import mimetypes
+import re
 import smtplib
 import ssl
 import time
@@ -34,7 +35,9 @@ log = logging.getLogger(__name__)
 
 # The robots' answers that mean "too many, later": 企业微信 45009 (API freq out of limit), 钉钉 130101 (send too fast).
 RATE_LIMITED = {"wecom": {45009}, "dingtalk": {130101}}
+BUSY = -1  # both robots' "系统繁忙" (system busy): later
 TIMEOUT_S = 15.0
+_NOT_ATEXT = r"[^A-Za-z0-9.!#$%&*+/=?^_`{|}~-]"  # what a Message-ID's left part may not hold
 
 
 @dataclass(frozen=True)
@@ -142,7 +145,7 @@ def _robot(kind: str, url: str, body: bytes, timeout: float) -> Outcome:
         return Outcome(False, True, str(status), raw.decode("utf-8", errors="replace")[:500])
     if errcode == 0:
         return Outcome(True, False, "0", errmsg)
-    return Outcome(False, errcode in RATE_LIMITED[kind], str(errcode), errmsg)
+    return Outcome(False, errcode in RATE_LIMITED[kind] or errcode == BUSY, str(errcode), errmsg)
 
 
 def webhook_body(message: Message) -> bytes:
@@ -169,7 +172,9 @@ def _email(channel: EmailChannel, message: Message) -> EmailMessage:
     mail["To"] = ", ".join(channel.to)
     mail["Subject"] = message.title or message.text.splitlines()[0][:60]
     domain = channel.sender.rpartition("@")[2]
-    mail["Message-ID"] = f"<{message.id}@{domain}>"
+    mail["Message-ID"] = (
+        f"<{re.sub(r'[^A-Za-z0-9.!#$%&*+/=?^_`{|}~-]', '.', message.id)}@{domain}>"  # its id, as an atom
+    )
     mail.set_content(message.text)
     for item in message.attachments:
         mime = item.mime or mimetypes.guess_type(item.filename)[0] or "application/octet-stream"
@@ -184,7 +189,8 @@ def _send_email(channel: EmailChannel, message: Message, timeout: float) -> Outc
     try:
         with smtplib.SMTP(channel.host, channel.port, timeout=timeout) as smtp:
             if channel.starttls:
-                smtp.starttls(context=ssl.create_default_context())
+                cafile = str(channel.ca_file) if channel.ca_file is not None else None
+                smtp.starttls(context=ssl.create_default_context(cafile=cafile))
             if channel.username is not None and channel.password_file is not None:
                 smtp.login(channel.username, _first_line(channel.password_file))
             refused = smtp.send_message(_email(channel, message))
@@ -195,6 +201,8 @@ def _send_email(channel: EmailChannel, message: Message, timeout: float) -> Outc
         text = exc.smtp_error.decode("utf-8", errors="replace") if isinstance(exc.smtp_error, bytes) else str(exc)
         return Outcome(False, 400 <= exc.smtp_code < 500, str(exc.smtp_code), text)
     except smtplib.SMTPNotSupportedError as exc:  # STARTTLS asked of a server that does not offer it
+        return Outcome(False, False, type(exc).__name__, str(exc))
+    except ssl.SSLCertVerificationError as exc:  # not the relay it should be (or set ca_file): not worth retrying
         return Outcome(False, False, type(exc).__name__, str(exc))
     except (smtplib.SMTPException, OSError) as exc:
         return Outcome(False, True, type(exc).__name__, str(exc))

@@ -32,23 +32,20 @@ from quotad.core.engine import Engine
 from quotad.core.errors import ConfigError, QuotadError, StoreError
 from quotad.core.outputs import Message, topic
 from quotad.core.policy import Policy
-from quotad.core.views import (
-    event_now,
-    residents_notice,
-    rota_notice,
-    systemd_status,
-)
+from quotad.core.views import event_now, systemd_status
 from quotad.meters.registry import build_sources
 from quotad.meters.source import Context, Source
 from quotad.schedule.calendar import to_micros
 from quotad.shell.authority import own_retained
 from quotad.shell.clock import Clock, shared_anchor
 from quotad.shell.commanding import Commanding
+from quotad.shell.delivery import Courier
 from quotad.shell.inbox import Inbox
 from quotad.shell.ingest import Ingesting, retry_backoff
 from quotad.shell.journal import Journal
 from quotad.shell.memory import settle_memory
 from quotad.shell.morning import MorningReport
+from quotad.shell.noticing import Noticing
 from quotad.shell.notify import notify, watchdog_interval_s
 from quotad.shell.pacing import Tally
 from quotad.shell.sinks import InfluxSink, MqttSink
@@ -64,7 +61,7 @@ __all__ = ["Daemon", "DaemonLock"]
 log = logging.getLogger(__name__)
 
 
-class Daemon(Ingesting, Publishing, Commanding):
+class Daemon(Ingesting, Publishing, Commanding, Noticing):
     def __init__(self, loaded: Loaded, config_path: Path) -> None:
         if loaded.daemon is None:
             msg = f"{config_path} is a policy file: `quotad run` needs the daemon file that names it"
@@ -107,11 +104,13 @@ class Daemon(Ingesting, Publishing, Commanding):
         self.morning = MorningReport(self.settings.state_dir, config_path)
         self.mqtt_sink: MqttSink | None = None
         self.influx_sink: InfluxSink | None = None
-        self.wakes = {"mqtt": asyncio.Event(), "influx": asyncio.Event()}
+        self.wakes = {"mqtt": asyncio.Event(), "influx": asyncio.Event()}  # and one per channel's courier
+        self.couriers: dict[str, Courier] = {}
         self.console: Console | None = None  # `[web]`: started by `run`, on its loop
 
     def _journal(self, policy: Policy) -> Journal:
         journal = Journal(self.store, policy, self.prefix, self.settings.influx is not None)
+        journal.channels = frozenset(channel.name for channel in self.settings.channels)
         journal.auto_snapshot = False  # the daemon snapshots off the ingest path (`Snapshotter`)
         return journal
 
@@ -194,6 +193,7 @@ class Daemon(Ingesting, Publishing, Commanding):
         if self.settings.influx is not None:
             self.influx_sink = InfluxSink(self.settings.influx, self.store)
             self._tasks.append(asyncio.create_task(self.influx_sink.deliver(self.wakes["influx"]), name="influx sink"))
+        self._start_couriers()
         for wake in self.wakes.values():
             wake.set()
 
@@ -318,24 +318,6 @@ class Daemon(Ingesting, Publishing, Commanding):
         self._notices(now, day)
         self.morning.due(self.journal, event_now(self.journal.engine, now))
         self._requests()
-
-    def _notices(self, now: int, day: dt.date) -> None:
-        if self.prefix is None:
-            return
-        engine, cal = self.journal.engine, self.journal.engine.calendar
-        local = cal.local(now)
-        tomorrow = day + dt.timedelta(days=1)
-        if local.strftime("%H:%M") >= self.settings.notices.tomorrow_at and tomorrow in engine.plan.control:
-            self.journal.record_notice(f"rota:{tomorrow}", rota_notice(engine, self.prefix, tomorrow))
-            hours = engine.plan.residents_hours(tomorrow)
-            if hours:
-                notice = residents_notice(engine, self.prefix, tomorrow, hours, "eve")
-                self.journal.record_notice(f"residents:{tomorrow}:eve", notice)
-        hours = engine.plan.residents_hours(day)
-        if hours and local.hour >= 7:
-            notice = residents_notice(engine, self.prefix, day, hours, "morning")
-            self.journal.record_notice(f"residents:{day}:morning", notice)
-        self.wakes["mqtt"].set()
 
     # -- reload --------------------------------------------------------------------------------
 

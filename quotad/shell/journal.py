@@ -17,7 +17,6 @@ import json
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Any
 
 from quotad.core.alerts import Alert, Order
@@ -25,7 +24,7 @@ from quotad.core.enforcement import counts
 from quotad.core.engine import Engine
 from quotad.core.errors import ReadingError, StoreError
 from quotad.core.inspections import inspection_list, list_payload
-from quotad.core.orders import Change
+from quotad.core.notices import Notice, reading_notices, report_notices
 from quotad.core.outputs import (
     EnergyPoints,
     Message,
@@ -42,9 +41,10 @@ from quotad.core.state import EngineState, order_from_json, order_to_json
 from quotad.core.windows import HOUR_US
 from quotad.schedule.calendar import to_micros
 from quotad.shell import actions, snapshots
+from quotad.shell.outbox import notice_rows
 from quotad.shell.store import TELEMETRY, Store
 
-__all__ = ["Journal", "order_from_json", "order_to_json", "policy_fingerprint", "recorded_orders"]
+__all__ = ["Journal", "order_from_json", "order_to_json", "policy_fingerprint"]
 
 log = logging.getLogger(__name__)
 SNAPSHOT_EVERY = 20_000  # events between snapshots
@@ -76,33 +76,6 @@ def _json_text(meter: str) -> str:
     return json.dumps(meter, ensure_ascii=False)
 
 
-def recorded_orders(store: Store) -> dict[str, Order]:
-    """Each firm's latest order as the journal records it (lifted and dismissed ones included), without rebuilding
-    the engine: what `schedule` and `orders` read beside a running daemon."""
-    return {order.firm: order for order in order_history(store)}
-
-
-def order_history(store: Store) -> list[Order]:
-    """Every order the journal records, as each change left it, in the order of the changes (the register)."""
-    history: list[Order] = []
-    latest: dict[str, Order] = {}
-    for event in store.order_events():
-        if event.kind == "reading":
-            made = [order_from_json(data) for data in event.body["orders"]]
-        elif event.kind == "lift":  # journaled by a quotad before orders had states
-            standing = latest.get(event.body["firm"])
-            if standing is None or not standing.open:
-                continue
-            change = Change("lifted", event.body["at"], event.body["by"], event.body["reason"])
-            made = [replace(standing, state="lifted", history=(*standing.history, change))]
-        else:
-            made = [order_from_json(event.body["order"])] if event.body.get("order") else []
-        for order in made:
-            latest[order.firm] = order
-            history.append(order)
-    return history
-
-
 class Journal:
     """The engine of one township, kept durable in `store`. `auto_snapshot`: snapshot every SNAPSHOT_EVERY events
     as they are recorded (the daemon turns it off: it takes its snapshots off the hot path)."""
@@ -111,6 +84,7 @@ class Journal:
         self, store: Store, policy: Policy, prefix: str | None, influx: bool, state: EngineState | None = None
     ) -> None:
         self.store, self.policy, self.prefix, self.influx = store, policy, prefix, influx
+        self.channels: frozenset[str] = frozenset()  # the daemon file's channels: notices are queued for these
         self.engine = Engine(policy, state)
         self.points = EnergyPoints(policy.township.id)
         self.last_event = 0
@@ -127,7 +101,7 @@ class Journal:
         state = self.engine.state()
         journal = Journal(self.store, policy, self.prefix, self.influx, state)  # one engine built, not two
         journal.points = EnergyPoints(policy.township.id, dict(self.points.last))
-        journal.last_event, journal.auto_snapshot = self.last_event, self.auto_snapshot
+        journal.last_event, journal.auto_snapshot, journal.channels = self.last_event, self.auto_snapshot, self.channels
         snapshots.dropped(state, policy)
         journal._settle_multipliers_now()
         return journal
@@ -222,15 +196,23 @@ class Journal:
             outbox.append(("mqtt", "inspections", message.to_json()))
         return self._once(f"inspections:{day}", "inspections", payload, outbox)
 
-    def record_notice(self, key: str, message: Message | None) -> bool:
-        """Send a notice once: False if the notice `key` was already sent (by this run or an earlier one)."""
+    def noticed(self, key: str) -> bool:
+        """Whether the notice `key` was sent (by this run or an earlier one)."""
+        return self.store.get(f"notice:{key}") is not None
+
+    def record_notice(self, key: str, message: Message | None, notices: Sequence[Notice] = ()) -> bool:
+        """Send a notice once, on MQTT and to the channels of `notices`: False if `key` was already sent."""
         outbox = [("mqtt", "notice", message.to_json())] if message is not None and self.prefix is not None else []
-        return self._once(f"notice:{key}", "notice", {"key": key}, outbox)
+        return self._once(f"notice:{key}", "notice", {"key": key}, outbox + notice_rows(self.channels, notices))
 
     def record_report(self, day: dt.date, files: list[str]) -> bool:
-        """Journal that the daily report of `day` was written (`files`, under state_dir/reports), once."""
+        """Journal that the daily report of `day` was written (`files`, under state_dir/reports), once; it goes to
+        the channels of `[reports] to` with the day's figure."""
+        total, cap = self.engine.ledger.township_day_wh(day) / 1000, self.engine.plan.control.cap_kwh(day)
+        summary = f"全镇 {day} 用电 {total:,.1f} kWh，上限 {cap:,.0f} kWh（{total / cap:.1%}）" if cap else ""
+        rows = notice_rows(self.channels, report_notices(self.policy, day, files, summary))
         return self._once(
-            f"report:daily:{day}", "report", {"kind": "daily", "day": day.isoformat(), "files": files}, []
+            f"report:daily:{day}", "report", {"kind": "daily", "day": day.isoformat(), "files": files}, rows
         )
 
     def record_order_ends(self, day: dt.date) -> list[Order]:
@@ -281,6 +263,8 @@ class Journal:
             for firm in counted:
                 assert firm is not None
                 rows += actions.escalation_rows(self, firm)
+        if self.channels:
+            rows += notice_rows(self.channels, reading_notices(self.engine, alerts, orders))
         if self.influx:  # a row of the alerts' and orders' points, which never give way, and one of telemetry
             kept = [alert_line(a) for a in alerts] + [order_line(township, o, reading.t) for o in orders]
             if kept:

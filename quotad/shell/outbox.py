@@ -9,13 +9,26 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
-__all__ = ["TELEMETRY", "Dropped", "OutboxItem", "Outboxes"]
+from quotad.core.notices import Notice
+
+__all__ = ["TELEMETRY", "Dropped", "OutboxItem", "Outboxes", "channel_sink", "notice_rows"]
 
 TELEMETRY = "readings"  # the outbox key of pure telemetry (meter_reading, firm_energy, township_energy lines)
+
+
+def channel_sink(channel: str) -> str:
+    """The outbox queue of a notice channel (SPEC "Notices and channels"): one per channel."""
+    return f"channel:{channel}"
+
+
+def notice_rows(channels: frozenset[str], notices: Iterable[Notice]) -> list[tuple[str, str, str]]:
+    """The outbox rows of `notices` for the channels this daemon has (none for a command or a report run without
+    the daemon file's channels)."""
+    return [(channel_sink(n.channel), n.kind, n.to_json()) for n in notices if n.channel in channels]
 
 
 @dataclass(frozen=True)
@@ -89,6 +102,11 @@ class Outboxes:
                     "FROM outbox WHERE sink = ? AND seq = ?", (sink, seq),
                 )  # fmt: skip
                 self.db.execute("DELETE FROM outbox WHERE sink = ? AND seq = ?", (sink, seq))
+
+    def channel_backlogs(self) -> dict[str, int]:
+        """The notices waiting in each channel's queue, by channel name (those with any)."""
+        rows = self.db.execute("SELECT sink, COUNT(*) FROM outbox WHERE sink LIKE 'channel:%' GROUP BY sink")
+        return {str(sink).removeprefix("channel:"): int(n) for sink, n in rows}
 
     def backlog(self, sink: str) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM outbox WHERE sink = ?", (sink,)).fetchone()[0])

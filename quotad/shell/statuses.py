@@ -7,7 +7,7 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from quotad.core.outputs import Message, topic
 from quotad.core.views import (
@@ -21,6 +21,7 @@ from quotad.core.views import (
 if TYPE_CHECKING:
     import paho.mqtt.client as mqtt
 
+    from quotad.shell.delivery import Courier
     from quotad.shell.journal import Journal
     from quotad.shell.sinks import InfluxSink, MqttSink
 
@@ -37,6 +38,7 @@ class Publishing:
     journal: Journal
     mqtt_sink: MqttSink | None
     influx_sink: InfluxSink | None
+    couriers: dict[str, Courier]  # the notice channels' (quotad.shell.noticing)
     prefix: str | None
     _stop: asyncio.Event
     _status_sent: dict[str, tuple[str, float]]
@@ -73,8 +75,8 @@ class Publishing:
         messages: list[Message] = []
         if any(self._status_due(t, real) for t in township_topics):
             messages += township_status_messages(engine, prefix, at)
-        if self.influx_sink is not None:
-            messages.append(self._daemon_status(now, self.influx_sink))
+        if self.influx_sink is not None or self.couriers:
+            messages.append(self._daemon_status(now))
         for message in messages:
             self._publish_status(sink, message, real)
         dirty, resend = self._dirty, self._resend
@@ -118,9 +120,17 @@ class Publishing:
         self._status_sent[message.topic] = (core, real)
         return sink.publish_now(message)
 
-    def _daemon_status(self, now: int, influx: InfluxSink) -> Message:
-        """The InfluxDB outbox: the database's state, what waits, the bound and what gave way to it."""
+    def _daemon_status(self, now: int) -> Message:
+        """The InfluxDB outbox (the database's state, what waits, the bound and what gave way to it) and each notice
+        channel's queue (`channel:<name>`: "ok" or the channel's last answer, the notices waiting, delivered)."""
         assert self.prefix is not None
-        outboxes = {"influx": {"state": influx.fault or "ok", **influx.bound.status()}}
+        outboxes: dict[str, dict[str, Any]] = {}
+        influx = self.influx_sink
+        if influx is not None:
+            outboxes["influx"] = {"state": influx.fault or "ok", **influx.bound.status()}
+        for courier in self.couriers.values():
+            state = "ok" if courier.trouble is None else str(courier.trouble)
+            pending = self.journal.store.backlog(courier.sink)
+            outboxes[courier.sink] = {"state": state, "pending": pending, "delivered": courier.delivered}
         updated = self.journal.engine.calendar.local(now).isoformat(timespec="seconds")
         return daemon_status(self.prefix, self.journal.policy.township.id, outboxes, updated)

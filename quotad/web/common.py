@@ -148,7 +148,7 @@ def static_url(name: str) -> str:
 
 
 def order_register(daemon: Daemon) -> list[Any]:
-    from quotad.shell.journal import order_history
+    from quotad.shell.register import order_history
 
     latest: dict[str, Any] = {}
     for order in order_history(daemon.store):

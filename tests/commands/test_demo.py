@@ -20,14 +20,20 @@ def test_demo_runs_two_days_and_stops_everything() -> None:
     # tomorrow's rota as the firms are told it at 18:00, Shengda named apart from the seven that are off
     assert "[通知] 明日 2010-10-21（周四）错时供电安排：运行 造纸厂；停电 七家企业" in out
     # the enforcement loop: the paper mill's order pending (a minute's use past its standby), issued once beyond its
-    # meter's accuracy, then the 供电所 (played by the demo) notifies the mill and cuts its supply
+    # meter's accuracy, notified when its cutoff notice reached the mill's channel (the demo's receiver prints it),
+    # then the 供电所 (played by the demo) cuts its supply
     paper = [line.strip() for line in out.splitlines() if line.strip().startswith("[停电令] 荣生公司造纸厂")]
     assert paper[:4] == [
         "[停电令] 荣生公司造纸厂：待核实（quotad（规则））",
         "[停电令] 荣生公司造纸厂：已下达（quotad（规则））",
-        "[停电令] 荣生公司造纸厂：已通知（供电所）",
+        "[停电令] 荣生公司造纸厂：已通知（quotad：停电通知书已送达渠道 demo-hook）",
         "[停电令] 荣生公司造纸厂：已停电（供电所）",
     ], out
+    assert "[渠道 demo-hook] 停电通知书 · 荣生公司造纸厂：荣生公司造纸厂：\n      违规事项：错时供电停电日用电。" in out
+    assert (
+        "[渠道 demo-hook] 明日供电安排 · 盛达机电公司：盛达机电公司：10月21日（周四）本组停电，本企业免轮停照常生产"
+        in out
+    )
     assert "荣生公司造纸厂 本控制期违规、违令累计 1 次，启动约谈问责第 1 步：联系领导约谈（联系领导：李副镇长）" in out
     # each morning's list names the firms that misbehaved: on 10-21, yesterday's paper mill and workshop
     morning = out[out.index("[今日督查清单 2010-10-21]") :]

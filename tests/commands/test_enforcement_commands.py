@@ -23,7 +23,8 @@ from PIL import Image
 
 from quotad.commands.replay import read_readings
 from quotad.config.load import load
-from quotad.shell.journal import Journal, order_history
+from quotad.shell.journal import Journal
+from quotad.shell.register import order_history
 from quotad.shell.store import Store
 from tests.locales import english
 

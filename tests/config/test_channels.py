@@ -104,3 +104,20 @@ def test_the_example_config_addresses_loopback_only() -> None:
              if line.lstrip("# ").startswith(("host =", "url =", "listen ="))]  # fmt: skip
     assert hosts, "no address found in config/quotad.toml"
     assert all("127.0.0.1" in host for host in hosts), hosts
+
+
+def test_the_station_and_the_residents_channels_are_accepted_when_they_exist(tmp_path: Path) -> None:
+    daemon = township(tmp_path, to='["mail"]')
+    policy = daemon.parent / "township.toml"
+    extra = '\n[residents]\nexperience_dates = [2010-10-23]\nchannels = ["hook", "ding"]\n'
+    policy.write_text(policy.read_text(encoding="utf-8") + extra + '\n[enforcement]\nsupply_station = "g-wecom"\n')
+    loaded = load(daemon, environ={})
+    assert loaded.policy.residents is not None
+    assert loaded.policy.residents.channels == ("hook", "ding")
+    assert loaded.policy.enforcement.supply_station == "g-wecom"
+    policy.write_text(policy.read_text(encoding="utf-8").replace('supply_station = "g-wecom"', 'supply_station = "x"'))
+    with pytest.raises(ConfigError) as caught:
+        load(daemon, environ={})
+    assert [str(p).split(": ", 2)[1:] for p in caught.value.problems] == [
+        ["enforcement.supply_station", "unknown channel 'x' (the daemon file's channels: ding, g-wecom, hook, mail)"]
+    ]

@@ -13,7 +13,8 @@ from quotad.core.errors import StoreError
 from quotad.core.feed import counters
 from quotad.core.orders import OrderError
 from quotad.core.outputs import Message
-from quotad.shell.journal import Journal, order_history
+from quotad.shell.journal import Journal
+from quotad.shell.register import order_history
 from quotad.shell.store import Store
 from tests.orders_help import order_command
 

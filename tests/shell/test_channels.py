@@ -16,7 +16,7 @@ import pytest
 from quotad.config.channels import DingtalkChannel, EmailChannel, WebhookChannel, WecomChannel
 from quotad.shell.channels import Attachment, Message, dingtalk_signed_url, send
 from tests.brokers import free_port
-from tests.robots import DINGTALK_SECRET, HOOK_SECRET, RobotServer, SmtpServer
+from tests.robots import DINGTALK_SECRET, HOOK_SECRET, RobotServer, SmtpServer, certificate
 
 MESSAGE = Message("m-1", "test", "quotad 测试消息", "测试镇 通知渠道 已接通")
 
@@ -133,10 +133,10 @@ def test_a_url_file_changed_to_another_scheme_is_not_fetched(tmp_path: Path) -> 
     assert (outcome.delivered, outcome.retry, outcome.code) == (False, False, "url")
 
 
-def email(port: int, *, starttls: bool = False) -> EmailChannel:
+def email(port: int, *, starttls: bool = False, **more: object) -> EmailChannel:
     return EmailChannel.model_validate(
         {"name": "m", "kind": "email", "host": "127.0.0.1", "port": port, "from": "quotad@town.test",
-         "to": ["leader@town.test", "office@town.test"], "starttls": starttls}
+         "to": ["leader@town.test", "office@town.test"], "starttls": starttls, **more}
     )  # fmt: skip
 
 
@@ -170,3 +170,26 @@ def test_email_refused_recipients_and_a_server_without_starttls() -> None:
 def test_email_to_a_closed_port_is_worth_retrying() -> None:
     outcome = send(email(free_port()), MESSAGE)
     assert (outcome.delivered, outcome.retry) == (False, True)
+
+
+def test_email_over_starttls_with_a_login(tmp_path: Path) -> None:
+    """A relay that requires STARTTLS and then a login: the certificate checked against the channel's ca_file, the
+    password read from its file; a wrong password refused (535, not worth retrying); without ca_file the self-signed
+    certificate is not trusted (not worth retrying either)."""
+    tls = certificate(tmp_path / "tls")
+    (tmp_path / "mail.pass").write_text("s3cret\n")
+    (tmp_path / "wrong.pass").write_text("guess\n")
+    with SmtpServer(tls=tls, login=("quotad", "s3cret")) as smtp:
+        trusted = {"ca_file": tls / "cert.pem", "username": "quotad"}
+        sent = send(email(smtp.port, starttls=True, password_file=tmp_path / "mail.pass", **trusted), MESSAGE)
+        wrong = send(email(smtp.port, starttls=True, password_file=tmp_path / "wrong.pass", **trusted), MESSAGE)
+        untrusted = send(
+            email(smtp.port, starttls=True, username="quotad", password_file=tmp_path / "mail.pass"), MESSAGE
+        )
+        plain = send(email(smtp.port), MESSAGE)  # no STARTTLS asked: the relay refuses to go on
+    assert (sent.delivered, sent.code) == (True, "250"), sent
+    assert (wrong.delivered, wrong.retry, wrong.code) == (False, False, "535")
+    assert (untrusted.delivered, untrusted.retry, untrusted.code) == (False, False, "SSLCertVerificationError")
+    assert not plain.delivered
+    assert len(smtp.keeper.messages) == 1
+    assert smtp.logins == ["quotad"] * 3  # the right password once; the wrong one by PLAIN, then by LOGIN

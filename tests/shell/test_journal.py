@@ -29,7 +29,8 @@ from quotad.core.outputs import Message, line, meter_reading_line
 from quotad.core.policy import Policy
 from quotad.core.readings import Reading
 from quotad.shell import journal as journal_module
-from quotad.shell.journal import Journal, order_history
+from quotad.shell.journal import Journal
+from quotad.shell.register import order_history
 from quotad.shell.store import TELEMETRY, Store
 from tests.orders_help import ending, order_command, people
 

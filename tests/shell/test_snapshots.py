@@ -19,7 +19,8 @@ from quotad.core.state import STATE_VERSION
 from quotad.shell import journal as journal_module
 from quotad.shell import snapshots
 from quotad.shell.daemon import Daemon
-from quotad.shell.journal import Journal, recorded_orders
+from quotad.shell.journal import Journal
+from quotad.shell.register import recorded_orders
 from quotad.shell.store import Store
 from tests.orders_help import ending, order_command
 from tests.shell.test_journal import FEED, POLICY, outbox_ids
