@@ -148,6 +148,8 @@ class StreamLink:
             raise MeterError(str(exc) or type(exc).__name__) from None
         finally:
             self._deadline = None
+            if port.reader.exception() is not None:  # the deadline fell as the answer came: start afresh next time
+                self.close()
 
     def _expire(self, loop: asyncio.AbstractEventLoop) -> None:
         self._timer = None
