@@ -141,6 +141,15 @@ class Opening(_Model):
         return int(year), int(month)
 
 
+def no_repeats(value: tuple[object, ...]) -> tuple[object, ...]:
+    """`value` if no item is listed twice; else the repeated ones, said."""
+    repeated = sorted({str(v) for v in value if value.count(v) > 1})
+    if repeated:
+        msg = _("listed more than once: {values}").format(values=", ".join(repeated))
+        raise ValueError(msg)
+    return value
+
+
 class Contact(_Model):
     """Someone at a firm who is told its rota, allowance and notices (SPEC "Notices and channels")."""
 
@@ -169,11 +178,7 @@ class Firm(_Model):
     @field_validator("rest_days", "rest_dates")
     @classmethod
     def _no_repeats(cls, value: tuple[object, ...]) -> tuple[object, ...]:
-        repeated = sorted({str(v) for v in value if value.count(v) > 1})
-        if repeated:
-            msg = _("listed more than once: {values}").format(values=", ".join(repeated))
-            raise ValueError(msg)
-        return value
+        return no_repeats(value)
 
     @field_validator("opening")
     @classmethod
@@ -250,11 +255,7 @@ class Residents(_Model):
     @field_validator("experience_dates", "channels")
     @classmethod
     def _no_repeats(cls, value: tuple[object, ...]) -> tuple[object, ...]:
-        repeated = sorted({str(v) for v in value if value.count(v) > 1})
-        if repeated:
-            msg = _("listed more than once: {values}").format(values=", ".join(repeated))
-            raise ValueError(msg)
-        return value
+        return no_repeats(value)
 
     @model_validator(mode="after")
     def _some_day(self) -> Residents:

@@ -14,6 +14,7 @@ import os
 import re
 import sqlite3
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -155,3 +156,28 @@ def fill(disk: Path) -> Path:
                         raise
                     break
     return filler
+
+
+RECORDED_DAY = ROOT / "config" / "recorded" / "2010-10-20.jsonl"
+
+
+def seed_recorded_day(state: Path, policy: Policy, then: dt.time, channels: frozenset[str] = frozenset()) -> None:
+    """Journal the recorded day 2010-10-20 into `state` as a daemon would have (with `channels`, the notices it
+    makes wait in their queues), and one reading at `then` on 10-21: the township's event time when a daemon
+    started on that state begins."""
+    from quotad.commands.replay import read_readings
+    from quotad.schedule.calendar import to_micros
+    from quotad.shell.journal import Journal
+    from quotad.shell.store import Store
+
+    journal = Journal(Store(state), policy, None, False)
+    journal.channels = channels
+    last = None
+    for _n, reading in read_readings(RECORDED_DAY, sys.stderr):
+        journal.record_reading(reading)
+        if reading.meter == "sd-main":
+            last = reading
+    assert last is not None
+    moment = to_micros(dt.datetime.combine(dt.date(2010, 10, 21), then, policy.township.tz))
+    journal.record_reading(Reading("sd-main", moment, last.energy_kwh + 1.0))
+    journal.store.close()

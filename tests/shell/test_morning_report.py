@@ -11,20 +11,13 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import sys
 import time
 from pathlib import Path
 
-from quotad.commands.replay import read_readings
 from quotad.config.load import load
-from quotad.core.readings import Reading
-from quotad.schedule.calendar import to_micros
-from quotad.shell.journal import Journal
-from quotad.shell.store import Store
-from tests.shell.feedtown import ROOT, all_on_mqtt, journal_of
+from tests.shell.feedtown import all_on_mqtt, journal_of, seed_recorded_day
 from tests.shell.township import Township, eventually
 
-DAY = ROOT / "config" / "recorded" / "2010-10-20.jsonl"
 FILES = ("daily-2010-10-20.html", "daily-2010-10-20.xlsx", "daily-2010-10-20.pdf")
 
 
@@ -35,17 +28,7 @@ def _seed(directory: Path, state: Path) -> Path:
         f'policy = "township.toml"\nstate_dir = "{state}"\n[clock]\nstart = 2010-10-21T08:02:00+08:00\nspeed = 1\n',
         encoding="utf-8",
     )
-    policy = load(policy_path).policy
-    journal = Journal(Store(state), policy, None, False)
-    last = None
-    for _n, reading in read_readings(DAY, sys.stderr):
-        journal.record_reading(reading)
-        if reading.meter == "sd-main":
-            last = reading
-    assert last is not None
-    morning = to_micros(dt.datetime(2010, 10, 21, 8, 1, tzinfo=policy.township.tz))
-    journal.record_reading(Reading("sd-main", morning, last.energy_kwh + 1.0))
-    journal.store.close()
+    seed_recorded_day(state, load(policy_path).policy, dt.time(8, 1))
     return config
 
 

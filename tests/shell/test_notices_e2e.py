@@ -16,22 +16,16 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sqlite3
-import sys
 import time
 from pathlib import Path
 
-from quotad.commands.replay import read_readings
 from quotad.config.load import load
-from quotad.core.readings import Reading
-from quotad.schedule.calendar import to_micros
-from quotad.shell.journal import Journal
 from quotad.shell.register import recorded_orders
 from quotad.shell.store import Store
 from tests.robots import DINGTALK_SECRET, HOOK_SECRET, RobotServer, SmtpServer
-from tests.shell.feedtown import ROOT, all_on_mqtt
+from tests.shell.feedtown import all_on_mqtt, seed_recorded_day
 from tests.shell.township import Township, eventually
 
-DAY = ROOT / "config" / "recorded" / "2010-10-20.jsonl"
 CHANNELS = ("shengda-wecom", "paper-ding", "station-hook", "leaders-mail")
 
 
@@ -70,20 +64,9 @@ def _daemon_file(directory: Path, state: Path, robots: RobotServer, station: Rob
 
 
 def _seed(config: Path, state: Path) -> None:
-    """The recorded day journaled by a journal with the daemon's channels (the notices it makes wait in their
-    queues), and a reading at 17:45 of the next day: the township's event time when the daemon starts."""
-    loaded = load(config)
-    journal = Journal(Store(state), loaded.policy, None, False)
-    journal.channels = frozenset(CHANNELS)
-    last = None
-    for _n, reading in read_readings(DAY, sys.stderr):
-        journal.record_reading(reading)
-        if reading.meter == "sd-main":
-            last = reading
-    assert last is not None
-    evening = to_micros(dt.datetime(2010, 10, 21, 17, 45, tzinfo=loaded.policy.township.tz))
-    journal.record_reading(Reading("sd-main", evening, last.energy_kwh + 1.0))
-    journal.store.close()
+    """The recorded day journaled with the daemon's channels (the notices it makes wait in their queues), and a
+    reading at 17:45 of the next day: the township's event time when the daemon starts."""
+    seed_recorded_day(state, load(config).policy, dt.time(17, 45), frozenset(CHANNELS))
 
 
 def _robot_texts(robots: RobotServer, path: str) -> list[str]:
