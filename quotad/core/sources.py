@@ -206,14 +206,22 @@ class Dlt645Source(_Source):
             raise ValueError(msg.format(value=value))
         return value
 
-    @field_validator("energy", "power")
+    @field_validator("energy")
     @classmethod
-    def _identifier(cls, value: str | None) -> str | None:
-        if value == "":
+    def _energy(cls, value: str) -> str:
+        if len(value) == 8 and set(value) <= _HEX and value.startswith("00"):
+            return value.upper()
+        msg = _("expected an energy's data identifier: 8 hex digits starting 00 (forward active total: 00010000)")
+        raise ValueError(msg)
+
+    @field_validator("power")
+    @classmethod
+    def _power(cls, value: str | None) -> str | None:
+        if not value:
             return None
-        if value is None or (len(value) == 8 and set(value) <= _HEX and value.upper().startswith(("00", "0203"))):
-            return None if value is None else value.upper()
-        msg = _("expected a data identifier of 8 hex digits: an energy (00......) or an active power (0203....)")
+        if len(value) == 8 and set(value) <= _HEX and value.startswith("0203"):
+            return value.upper()
+        msg = _('expected an active power\'s data identifier: 8 hex digits starting 0203 (total: 02030000), or ""')
         raise ValueError(msg)
 
     @property

@@ -196,11 +196,22 @@ def test_nothing_listening_is_exit_1(capsys: pytest.CaptureFixture[str]) -> None
         (["dlt645", "--host", "127.0.0.1", "--port", "1", "--address", "12345"], "12-digit address"),
         (["dlt645", "--host", "127.0.0.1", "--port", "1", "--serial", "/dev/ttyUSB0"], "either --host"),
         (["dlt645", "--host", "127.0.0.1"], "--host needs --port"),
-        (["dlt645", "--host", "127.0.0.1", "--port", "1", "--energy", "04000401"], "data identifier"),
+        (["dlt645", "--host", "127.0.0.1", "--port", "1", "--energy", "04000401"], "energy's data identifier"),
+        (["dlt645", "--host", "127.0.0.1", "--port", "1", "--energy", "02030000"], "starting 00"),
+        (["dlt645", "--host", "127.0.0.1", "--port", "1", "--power", "00010000"], "starting 0203"),
         (["modbus", "--host", "127.0.0.1", "--port", "1", "--template", "dtsu66"], "unknown meter template"),
         (["modbus", "--host", "127.0.0.1", "--port", "1", "--template", "sdm630", "--baudrate", "9600"], "serial"),
     ],
-    ids=["short-address", "host-and-serial", "no-port", "not-an-energy", "unknown-template", "baud-on-tcp"],
+    ids=[
+        "short-address",
+        "host-and-serial",
+        "no-port",
+        "not-an-energy",
+        "power-as-energy",
+        "energy-as-power",
+        "unknown-template",
+        "baud-on-tcp",
+    ],
 )
 def test_bad_usage_is_exit_2(args: list[str], said: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["probe", *args]) == 2
