@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 from typing import Any, TextIO
 
 from pydantic import TypeAdapter, ValidationError
@@ -130,6 +131,8 @@ async def _modbus(source: ModbusSource, out: TextIO) -> None:
     from quotad.meters.modbus import ReadOnlyLink
     from quotad.meters.templates import decode_block, fields_for, plan_blocks
 
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)  # its own lines ("No response received...", frames
+    # dumped as hex) say again what the probe says once, in the installer's terms
     link = ReadOnlyLink(source, source.timeout_s)
     try:
         print(_("Modbus unit {unit} on {line}, template {template}").format(
@@ -137,7 +140,14 @@ async def _modbus(source: ModbusSource, out: TextIO) -> None:
         names = {"energy_kwh": _("counter"), "power_kw": _("power")}
         for name, field in fields_for(source).items():
             (block,) = plan_blocks({name: field})
-            words = await link.read(block.table, block.start, block.count, source.unit)
+            try:
+                words = await link.read(block.table, block.start, block.count, source.unit)
+            except MeterError as exc:
+                if getattr(source, "framer", None) == "tcp" and "No response" in str(exc):
+                    hint = _("a DTU that passes RS-485 through speaks RTU: try --framer rtu")
+                    msg = f"{exc} ({hint})"
+                    raise MeterError(msg) from None
+                raise
             value = decode_block(block, words)[name]
             raw = " ".join(f"{w:04X}" for w in words)
             where = f"{field.table} {field.address} (0x{field.address:04X}), {field.type}, [{raw}]"

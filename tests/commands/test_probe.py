@@ -256,3 +256,32 @@ def test_probe_a_dlt645_meter_on_a_serial_line(tmp_path: Path, capsys: pytest.Ca
     assert f"DL/T 645 meter on {quotad_side}@2400" in out
     assert "counter (00010000): " in out
     assert set(dtu.control_codes) == {0x11}
+
+
+def test_a_dtu_probed_as_modbus_tcp_says_to_try_rtu(capsys: pytest.CaptureFixture[str]) -> None:
+    """An installer's usual slip: a DTU passes RS-485 through (RTU frames), the probe speaks Modbus TCP by default.
+    It says so in one line, without pymodbus's own log lines and hex dumps; with --framer rtu it reads the meter."""
+    port = free_port()
+    registers = [(0x0034, 1500.0), (0x0048, 77.5)]  # power (W), energy (kWh)
+    device = SimDevice(id=1, simdata=[SimData(a, values=encode(v, "f32", "big"), datatype=DataType.REGISTERS)
+                                      for a, v in registers])  # fmt: skip
+
+    async def serve() -> None:
+        server = ModbusTcpServer(context=[device], framer=FramerType.RTU, address=("127.0.0.1", port))
+        await server.serve_forever()
+
+    stop = _in_a_thread(serve)
+    try:
+        _listening(port)
+        args = ["probe", "modbus", "--host", "127.0.0.1", "--port", str(port), "--template", "sdm630", "--timeout", "1"]
+        wrong = main(args)
+        wrong_said = capsys.readouterr()
+        right = main([*args, "--framer", "rtu"])
+        right_said = capsys.readouterr()
+    finally:
+        stop()
+    assert wrong == 1
+    assert "try --framer rtu" in wrong_said.out
+    assert "pymodbus" not in wrong_said.err + wrong_said.out
+    assert right == 0, right_said.out
+    assert "counter: 77.5000 kWh" in right_said.out
