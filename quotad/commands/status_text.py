@@ -145,24 +145,35 @@ _SINK_STATES = {"ok": "正常", "unavailable": "无法连接", "not authorized":
 
 
 def _outbox_lines(retained: _Retained, tz: dt.tzinfo) -> list[str]:
-    """The daemon's InfluxDB outbox (`status/daemon`): the database's state, what waits against the bound and what
-    gave way to it. Nothing when the daemon publishes no such status (no `[influx]`); a payload of another shape
-    is flagged."""
+    """The daemon's outboxes (`status/daemon`): InfluxDB's (the database's state, what waits against the bound and
+    what gave way to it) and each notice channel's queue. Nothing when the daemon publishes no such status (no
+    `[influx]`, no channels); a payload of another shape is flagged."""
     where = f"{retained.base}/status/daemon"
     raw = retained.raw.get(where)
     if not raw:
         return []
     try:
-        influx = json.loads(raw.decode("utf-8")).get("outbox", {}).get("influx")
+        outbox = json.loads(raw.decode("utf-8")).get("outbox")
     except (ValueError, AttributeError, RecursionError):
+        outbox = None
+    influx = outbox.get("influx", {}) if isinstance(outbox, dict) else None
+    if not isinstance(outbox, dict) or not isinstance(influx, dict):
         retained.flag(where, "不是 quotad 的状态消息")
         return []
-    if not isinstance(influx, dict):
-        retained.flag(where, "不是 quotad 的状态消息")
-        return []
+    lines = [_influx_line(influx, tz)] if influx else []
+    for key, queue in sorted(outbox.items()):
+        if key.startswith("channel:") and isinstance(queue, dict):
+            state = "正常" if queue.get("state") == "ok" else f"暂未送达，渠道答复：{queue.get('state')}"
+            lines.append(f"通知渠道 {key.removeprefix('channel:')}：{state}；待发送 {_num(queue.get('pending'))} 条，"
+                         f"已送达 {_num(queue.get('delivered'))} 条（本次运行）")  # fmt: skip
+    return lines
+
+
+def _influx_line(influx: dict[str, object], tz: dt.tzinfo) -> str:
     state = _SINK_STATES.get(str(influx.get("state")), str(influx.get("state")))
+    pending = influx.get("pending_mb")
     text = (
-        f"InfluxDB 写入：{state}；待写入 {_kwh(influx.get('pending_mb'))} MB"
+        f"InfluxDB 写入：{state}；待写入 {_kwh(pending if isinstance(pending, int | float) else None)} MB"
         f"（上限 {_num(influx.get('max_mb'))} MB、{_num(influx.get('max_age_h'))} 小时）"
     )
     dropped = influx.get("dropped_points")
@@ -171,7 +182,7 @@ def _outbox_lines(retained: _Retained, tz: dt.tzinfo) -> list[str]:
             f"；超出上限，已丢弃最早的遥测数据 {dropped} 条（其中电表读数 {_num(influx.get('dropped_readings'))} 条，"
             f"最近一次 {_when(influx.get('last_dropped'), tz)}），告警和停电令从不丢弃"
         )
-    return [text]
+    return text
 
 
 def _num(value: object) -> str:

@@ -148,3 +148,24 @@ def test_an_opening_is_part_of_the_months_figures_before_any_reading() -> None:
     assert engine.ledger.firm_month_wh("g2", (2010, 11)) == 0
     engine.ingest(r("g2-m", "2010-10-19 12:00", 200.0))
     assert engine.ledger.firm_month_wh("g2", (2010, 10)) == 6_400_000
+
+
+def test_status_names_each_notice_channels_queue_and_what_it_last_answered() -> None:
+    """`quotad status` reads the daemon's outboxes: a daemon with channels and no InfluxDB publishes only their
+    queues (a message of the right shape, not a foreign one), and one whose robot refuses says what it answered."""
+    policy = make_policy(meters=("x",))
+    engine, _ = run(policy, [r("x-m", "2010-10-20 00:00", 0.0)])
+    base = "quotad/t"
+    retained: dict[str, bytes | str] = {
+        m.topic: m.payload for m in status_messages(engine, "quotad", at("2010-10-20 09:00"))
+    }
+    outbox = {"channel:x-wecom": {"state": "93000 invalid webhook url", "pending": 3, "delivered": 0},
+              "channel:gds": {"state": "ok", "pending": 0, "delivered": 7}}  # fmt: skip
+    retained[f"{base}/status/daemon"] = json.dumps({"outbox": outbox, "updated": "2010-10-20T09:00:00+08:00"})
+    text = _status_text(Loaded(policy, Path("township.toml")), base, retained)
+    assert "通知渠道 gds：正常；待发送 0 条，已送达 7 条（本次运行）" in text
+    assert (
+        "通知渠道 x-wecom：暂未送达，渠道答复：93000 invalid webhook url；待发送 3 条，已送达 0 条（本次运行）" in text
+    )
+    assert "InfluxDB" not in text
+    assert "不是 quotad 的状态消息" not in text
