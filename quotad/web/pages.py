@@ -29,6 +29,9 @@ from quotad.web.common import (
 __all__ = ["Pages"]
 
 
+_KINDS = {"wecom": "企业微信群机器人", "dingtalk": "钉钉机器人", "webhook": "Webhook", "email": "邮件"}
+
+
 class Pages(Base):
     def _today_data(self, t: console.Today | None = None) -> dict[str, Any]:
         engine = self.daemon.journal.engine
@@ -60,7 +63,17 @@ class Pages(Base):
         t = console.today(engine, now, scan.states)
         data = json.dumps(self._today_data(t), ensure_ascii=False).replace("</", "<\\/")
         risky = scan.rows([e for e in scan.entries[:8] if e[4] != "ok"])
-        return self._page(request, "today.html", t=t, data=data, risky=risky)
+        return self._page(request, "today.html", t=t, data=data, risky=risky, channels=self._channels())
+
+    def _channels(self) -> list[dict[str, Any]]:
+        """Each notice channel's queue: is it delivering, what waits, what it last answered (SPEC "Notices and
+        channels"): a 供电所 robot that stopped answering is seen here, not only in the log."""
+        store = self.daemon.store
+        return [
+            {"name": name, "kind": _KINDS.get(c.channel.kind, c.channel.kind), "ok": c.trouble is None,
+             "answer": str(c.trouble or ""), "pending": store.backlog(c.sink), "delivered": c.delivered}
+            for name, c in sorted(self.daemon.couriers.items())
+        ]  # fmt: skip
 
     async def today_json(self, request: web.Request) -> web.Response:
         return web.json_response(self._today_data(), dumps=lambda o: json.dumps(o, ensure_ascii=False))

@@ -317,3 +317,21 @@ def test_the_reports_archive_serves_its_files_and_nothing_else(town: ConsoleTown
     for name in ("..%2Fquotad.db", "quotad.db", "%2E%2E%2Fusers", "daily-2010-10-18.html"):
         assert client.request("GET", f"/reports/{name}")[0] == 404, name
     assert client.request("GET", "/photos/..%2F..%2Fusers")[0] == 404
+
+
+def test_a_channel_that_does_not_deliver_is_seen_on_the_today_page(town: ConsoleTown) -> None:
+    """The leaders' webhook has nothing listening: the escalations queued for it wait (never lost), and the today
+    page says so, with what the channel answered, where the log alone would have said it."""
+    client = Http(town.port)
+    client.login("operator")
+
+    def refused() -> bool:
+        _status, _h, text = client.request("GET", "/")
+        return "leaders-hook" in text and "未送达" in text
+
+    eventually(refused, "the leaders' channel shown as not delivering", 60.0)
+    _status, _h, text = client.request("GET", "/")
+    section = text[text.index("<h2>通知渠道</h2>") :]
+    assert "渠道答复：ConnectionRefusedError" in section
+    assert int(re.search(r"待发送 (\d+)", section)[1]) >= 1  # type: ignore[index]
+    assert "已送达 0" in section

@@ -46,13 +46,18 @@ def start(directory: Path, speed: float = 600.0, start_at: str = "2010-10-20T01:
     config = township_files(directory, broker.port, "", speed=speed, start=start_at)
     policy = directory / "township.toml"
     text = policy.read_text(encoding="utf-8").replace('confirm = "auto"', 'confirm = "inspector"')
+    text += '\n[reports]\nto = ["leaders-hook"]\n'  # the leaders' webhook: nothing listens (the console says so)
     policy.write_text(text, encoding="utf-8")
     port = free_port()
     users = directory / "users"
     for name, password in PASSWORDS.items():
         add_user(users, name, ROLES[name], password)
     with config.open("a", encoding="utf-8") as f:
-        f.write(f'[web]\nlisten = "127.0.0.1:{port}"\nusers_file = "users"\n')
+        f.write(
+            f'[web]\nlisten = "127.0.0.1:{port}"\nusers_file = "users"\n'
+            '[[channels]]\nname = "leaders-hook"\nkind = "webhook"\nurl_file = "leaders.url"\n'
+        )
+    (directory / "leaders.url").write_text(f"http://127.0.0.1:{free_port()}/hook\n", encoding="utf-8")
     town = Township(directory, config)
     town.start_simulator()
     time.sleep(0.3)
