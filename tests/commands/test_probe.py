@@ -6,9 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import shutil
 import socket
-import subprocess
 import threading
 import time
 import tomllib
@@ -28,6 +26,7 @@ from quotad.meters.registers import encode
 from tests.brokers import free_port
 from tests.conftest import at
 from tests.meters.test_dlt645_lines import _serve_serial as serve_serial
+from tests.ptys import linked_ptys
 
 START = at("2010-10-20 08:00")
 
@@ -226,31 +225,17 @@ def test_no_kind_is_exit_2() -> None:
 
 def test_probe_a_dlt645_meter_on_a_serial_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The RS-485 case, on a socat pair of ptys: the meter's side answered by the simulated line (2400 8E1)."""
-    socat = shutil.which("socat")
-    if socat is None:
-        pytest.fail("socat is not installed (`./dev test` installs it: apt-get install socat)")
-    meter_side, quotad_side = tmp_path / "meter", tmp_path / "quotad"
-    process = subprocess.Popen(
-        [socat, f"pty,raw,echo=0,link={meter_side}", f"pty,raw,echo=0,link={quotad_side}"], stderr=subprocess.DEVNULL
-    )
     _port, dtu, stop = dtu_of(["000000000077"])
     stop()  # only its answers are used, on the serial line
     done = threading.Event()
-    server: threading.Thread | None = None
-    try:
-        deadline = time.monotonic() + 5
-        while not (meter_side.exists() and quotad_side.exists()):
-            assert time.monotonic() < deadline, "socat did not create the ptys"
-            time.sleep(0.02)
-        server = threading.Thread(target=serve_serial, args=(str(meter_side), dtu, done), daemon=True)
+    with linked_ptys(tmp_path) as (meter_side, quotad_side):
+        server = threading.Thread(target=serve_serial, args=(meter_side, dtu, done), daemon=True)
         server.start()
-        code = main(["probe", "dlt645", "--serial", str(quotad_side), "--address", "000000000077"])
-    finally:
-        done.set()
-        if server is not None:
+        try:
+            code = main(["probe", "dlt645", "--serial", quotad_side, "--address", "000000000077"])
+        finally:
+            done.set()
             server.join(5)
-        process.terminate()
-        process.wait(5)
     out = capsys.readouterr().out
     assert code == 0, out
     assert f"DL/T 645 meter on {quotad_side}@2400" in out

@@ -8,8 +8,6 @@ import asyncio
 import datetime as dt
 import logging
 import os
-import shutil
-import subprocess
 import threading
 import time
 import tomllib
@@ -35,6 +33,7 @@ from quotad.schedule.calendar import MICROS_PER_S
 from quotad.shell.clock import Clock
 from tests.brokers import free_port, free_ports
 from tests.conftest import at
+from tests.ptys import linked_ptys
 
 START = at("2010-10-20 08:00")
 DAY = dt.date(2010, 10, 20)
@@ -262,20 +261,8 @@ def test_a_refused_control_code_is_answered_with_an_error_and_recorded() -> None
 
 @pytest.fixture
 def line(tmp_path: Path) -> Iterator[tuple[str, str]]:
-    socat = shutil.which("socat")
-    if socat is None:
-        pytest.fail("socat is not installed (`./dev test` installs it: apt-get install socat)")
-    a, b = tmp_path / "meter-side", tmp_path / "quotad-side"
-    process = subprocess.Popen(
-        [socat, f"pty,raw,echo=0,link={a}", f"pty,raw,echo=0,link={b}"], stderr=subprocess.DEVNULL
-    )
-    deadline = time.monotonic() + 5
-    while not (a.exists() and b.exists()):
-        assert time.monotonic() < deadline, "socat did not create the ptys"
-        time.sleep(0.02)
-    yield str(a), str(b)
-    process.terminate()
-    process.wait(5)
+    with linked_ptys(tmp_path) as ends:
+        yield ends
 
 
 def _serve_serial(path: str, dtu: SimulatedDtu, stop: threading.Event) -> None:

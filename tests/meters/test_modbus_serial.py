@@ -4,10 +4,8 @@ server answering on the other, as a meter on an RS-485 line would."""
 from __future__ import annotations
 
 import asyncio
-import shutil
-import subprocess
-import time
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,24 +20,13 @@ from quotad.core.sources import ModbusSource
 from quotad.meters.modbus import ModbusPoller, gateway_key
 from quotad.meters.registers import encode
 from quotad.shell.clock import Clock
+from tests.ptys import linked_ptys
 
 
 @pytest.fixture
-def line(tmp_path: Path) -> tuple[str, str]:
-    socat = shutil.which("socat")
-    if socat is None:
-        pytest.fail("socat is not installed (`./dev test` installs it: apt-get install socat)")
-    a, b = tmp_path / "meter-side", tmp_path / "quotad-side"
-    process = subprocess.Popen(
-        [socat, f"pty,raw,echo=0,link={a}", f"pty,raw,echo=0,link={b}"], stderr=subprocess.DEVNULL
-    )
-    deadline = time.monotonic() + 5
-    while not (a.exists() and b.exists()):
-        assert time.monotonic() < deadline, "socat did not create the ptys"
-        time.sleep(0.02)
-    yield str(a), str(b)
-    process.terminate()
-    process.wait(5)
+def line(tmp_path: Path) -> Iterator[tuple[str, str]]:
+    with linked_ptys(tmp_path) as ends:
+        yield ends
 
 
 def test_a_meter_on_a_serial_line(line: tuple[str, str]) -> None:
