@@ -11,6 +11,7 @@ import threading
 import time
 import tomllib
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -136,27 +137,30 @@ def test_probe_an_independent_meter(capsys: pytest.CaptureFixture[str]) -> None:
     assert "power (02030000): 1.2345 kW" in out
 
 
-def test_probe_a_modbus_meter_shows_its_registers(capsys: pytest.CaptureFixture[str]) -> None:
+@contextmanager
+def sdm630(unit: int, power_w: float, energy_kwh: float, framer: FramerType) -> Iterator[int]:
+    """A pymodbus server on a free loopback port holding an SDM630's power and energy registers; its port."""
     port = free_port()
-    device = SimDevice(
-        id=3,
-        simdata=[
-            SimData(0x0034, values=encode(2500.0, "f32", "big"), datatype=DataType.REGISTERS),
-            SimData(0x0048, values=encode(12345.67, "f32", "big"), datatype=DataType.REGISTERS),
-        ],
-    )
+    registers = [(0x0034, power_w), (0x0048, energy_kwh)]
+    device = SimDevice(id=unit, simdata=[SimData(a, values=encode(v, "f32", "big"), datatype=DataType.REGISTERS)
+                                         for a, v in registers])  # fmt: skip
 
     async def serve() -> None:
-        server = ModbusTcpServer(context=[device], framer=FramerType.SOCKET, address=("127.0.0.1", port))
+        server = ModbusTcpServer(context=[device], framer=framer, address=("127.0.0.1", port))
         await server.serve_forever()
 
     stop = _in_a_thread(serve)
     try:
         _listening(port)
-        args = ["probe", "modbus", "--host", "127.0.0.1", "--port", str(port), "--unit", "3", "--template", "sdm630"]
-        code = main(args)
+        yield port
     finally:
         stop()
+
+
+def test_probe_a_modbus_meter_shows_its_registers(capsys: pytest.CaptureFixture[str]) -> None:
+    with sdm630(unit=3, power_w=2500.0, energy_kwh=12345.67, framer=FramerType.SOCKET) as port:
+        args = ["probe", "modbus", "--host", "127.0.0.1", "--port", str(port), "--unit", "3", "--template", "sdm630"]
+        code = main(args)
     out = capsys.readouterr().out
     assert code == 0, out
     assert "counter: 12345.6699 kWh  <- input 72 (0x0048), f32, [4640 E6AE]" in out
@@ -246,25 +250,12 @@ def test_probe_a_dlt645_meter_on_a_serial_line(tmp_path: Path, capsys: pytest.Ca
 def test_a_dtu_probed_as_modbus_tcp_says_to_try_rtu(capsys: pytest.CaptureFixture[str]) -> None:
     """An installer's usual slip: a DTU passes RS-485 through (RTU frames), the probe speaks Modbus TCP by default.
     It says so in one line, without pymodbus's own log lines and hex dumps; with --framer rtu it reads the meter."""
-    port = free_port()
-    registers = [(0x0034, 1500.0), (0x0048, 77.5)]  # power (W), energy (kWh)
-    device = SimDevice(id=1, simdata=[SimData(a, values=encode(v, "f32", "big"), datatype=DataType.REGISTERS)
-                                      for a, v in registers])  # fmt: skip
-
-    async def serve() -> None:
-        server = ModbusTcpServer(context=[device], framer=FramerType.RTU, address=("127.0.0.1", port))
-        await server.serve_forever()
-
-    stop = _in_a_thread(serve)
-    try:
-        _listening(port)
+    with sdm630(unit=1, power_w=1500.0, energy_kwh=77.5, framer=FramerType.RTU) as port:
         args = ["probe", "modbus", "--host", "127.0.0.1", "--port", str(port), "--template", "sdm630", "--timeout", "1"]
         wrong = main(args)
         wrong_said = capsys.readouterr()
         right = main([*args, "--framer", "rtu"])
         right_said = capsys.readouterr()
-    finally:
-        stop()
     assert wrong == 1
     assert "try --framer rtu" in wrong_said.out
     assert "pymodbus" not in wrong_said.err + wrong_said.out
