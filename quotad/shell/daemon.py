@@ -295,7 +295,12 @@ class Daemon(Ingesting, Publishing, Commanding, Noticing):
             else:
                 if self.trouble is not None and self.store.commits > self._commits_then:
                     self._written()
-        await self._statuses(now)
+        try:
+            await self._statuses(now)
+        except asyncio.CancelledError:
+            if self._stop.is_set():  # the loop ends under a tick waiting for the broker's acknowledgements: it
+                return  # ends with it (apscheduler would log the cancellation as the job's traceback)
+            raise
         engine = self.journal.engine
         status = systemd_status(engine, event_now(engine, now))
         if self.rejected:
