@@ -60,10 +60,13 @@ class SimulatedDtu:
             pass
         except asyncio.CancelledError:  # the loop ends (nobody awaits a connection's handler): close, quietly
             pass
-        finally:
-            writer.close()
-            with contextlib.suppress(ConnectionError, OSError):
-                await writer.wait_closed()
+        except GeneratorExit:  # collected after its loop stopped: nothing may be awaited any more, just close
+            with contextlib.suppress(RuntimeError):  # the loop may be closed already
+                writer.close()
+            raise
+        writer.close()
+        with contextlib.suppress(ConnectionError, OSError):
+            await writer.wait_closed()
 
     def answer(self, buffer: bytes) -> tuple[bytes, int]:
         """The line's answer to the request at the front of `buffer` (b"" for none) and the bytes it took (0: wait

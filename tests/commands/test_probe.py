@@ -53,6 +53,11 @@ def _in_a_thread(serve: Callable[[], object]) -> Callable[[], None]:
         task.append(loop.create_task(serve()))  # type: ignore[arg-type]
         with contextlib.suppress(asyncio.CancelledError, Exception):  # stopped from outside
             loop.run_until_complete(task[0])
+        rest = asyncio.all_tasks(loop)  # the connections' handlers: ended too, and the loop closed
+        for left in rest:
+            left.cancel()
+        loop.run_until_complete(asyncio.gather(*rest, return_exceptions=True))
+        loop.close()
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
