@@ -84,7 +84,10 @@ class Courier:
             await self._room()
             message = self._message(notice)
             self.sent.append(self.clock())
-            outcome = await self._sent(message)
+            try:
+                outcome = await self._sent(message)
+            except Exception as exc:  # the channel's files unreadable since the start, a sender's own fault: kept
+                outcome = Outcome(False, False, type(exc).__name__, str(exc))  # and said, as the channel's refusal
             if not outcome.delivered:
                 await self.sleep(self._failed(notice, outcome))
                 continue

@@ -309,3 +309,27 @@ def test_hung_channels_hold_back_neither_each_other_nor_the_loops_executor(tmp_p
 
         run(couriers, body)
     assert keys(alive) == [n.id for n in notices("hook", 3)]
+
+
+def test_a_url_file_gone_unreadable_keeps_the_notices_until_it_is_back(tmp_path: Path) -> None:
+    """The URL file removed under a running daemon (checked at start, read at each send): the courier does not die
+    with the notice; it says why once and delivers once the file is back."""
+    store = Store(tmp_path / "state")
+    waits = Waits()
+    with RobotServer() as robots:
+        channel = wecom(tmp_path, robots)
+        url = channel.url_file.read_text()
+        channel.url_file.unlink()
+        sent = notices("robot", 2)
+        queue(store, sent, {"robot"})
+        courier = Courier(channel, store, tmp_path, sleep=waits.sleep)
+
+        async def body() -> None:
+            await until(lambda: courier.trouble is not None)
+            assert store.backlog(sink("robot")) == 2
+            channel.url_file.write_text(url)
+            await until(lambda: store.backlog(sink("robot")) == 0)
+
+        run([courier], body)
+    assert texts(robots) == [f"{n.title}\n{n.text}" for n in sent]
+    assert waits.asked[0] == 60.0  # a refusal: a minute, not a tight loop
